@@ -1,0 +1,53 @@
+"""Build the optional C speedups of asgisock.
+
+Everything about the package lives in pyproject.toml; this file only adds the
+``asgisock.ws._speedups`` extension. It is optional: WebSocket masking has a
+pure-Python fallback, so a machine without a C compiler still installs
+asgisock, just with slower masking of large messages.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
+from setuptools.errors import CCompilerError, CompileError, ExecError, LinkError, PlatformError
+
+BUILD_ERRORS = (CCompilerError, CompileError, ExecError, LinkError, PlatformError, OSError)
+
+
+def warn(exc: BaseException) -> None:
+    print(
+        "WARNING: the C extension asgisock.ws._speedups could not be built "
+        f"({exc}); asgisock falls back to pure-Python WebSocket masking.",
+        file=sys.stderr,
+    )
+
+
+class OptionalBuildExt(build_ext):
+    """build_ext that turns a failed compilation into a warning."""
+
+    def run(self) -> None:
+        try:
+            super().run()
+        except BUILD_ERRORS as exc:
+            warn(exc)
+
+    def build_extension(self, ext: Extension) -> None:
+        try:
+            super().build_extension(ext)
+        except BUILD_ERRORS as exc:
+            warn(exc)
+
+
+setup(
+    ext_modules=[
+        Extension(
+            "asgisock.ws._speedups",
+            sources=["asgisock/ws/_speedups.c"],
+            optional=True,
+        )
+    ],
+    cmdclass={"build_ext": OptionalBuildExt},
+)
