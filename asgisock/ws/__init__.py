@@ -1,5 +1,48 @@
-"""The WebSocket protocol (RFC 6455, RFC 7692), server side, without I/O."""
+"""The WebSocket protocol (RFC 6455, RFC 7692), server side, without I/O.
 
+The transport feeds bytes to a WebSocketConnection and writes out what it
+returns; nothing in this package does I/O or imports asyncio.
+"""
+
+from asgisock.ws.connection import (
+    BytesMessage,
+    Closed,
+    ConnectionClosedError,
+    Event,
+    PingReceived,
+    PongReceived,
+    State,
+    TextMessage,
+    WebSocketConnection,
+)
+from asgisock.ws.frames import (
+    CloseCode,
+    Opcode,
+    ProtocolError,
+    build_frame,
+    decode_close,
+    encode_close,
+    is_valid_close_code,
+)
 from asgisock.ws.mask import MASK_IMPLEMENTATION, apply_mask
 
-__all__ = ["MASK_IMPLEMENTATION", "apply_mask"]
+__all__ = [
+    "MASK_IMPLEMENTATION",
+    "BytesMessage",
+    "CloseCode",
+    "Closed",
+    "ConnectionClosedError",
+    "Event",
+    "Opcode",
+    "PingReceived",
+    "PongReceived",
+    "ProtocolError",
+    "State",
+    "TextMessage",
+    "WebSocketConnection",
+    "apply_mask",
+    "build_frame",
+    "decode_close",
+    "encode_close",
+    "is_valid_close_code",
+]

@@ -1,0 +1,400 @@
+"""The server side of a WebSocket connection as a state machine without I/O (RFC 6455).
+
+The transport feeds it the bytes it reads (``receive_data``, ``receive_eof``),
+then collects what came out: events for the application
+(``events_received``), bytes to write (``data_to_send``) and whether to close
+the TCP connection now (``close_transport_now``). The application's side
+(``send_text``, ``send_close``, ...) only queues bytes. Nothing here blocks,
+reads a clock or touches a socket, so every rule is tested with plain bytes.
+
+States (RFC 6455 §4.1 "_The WebSocket Connection is Established_" onwards,
+§7 for closing)::
+
+    OPEN ──send_close()──▶ CLOSING ──peer's close / failure / EOF──▶ CLOSED
+      └──────────── peer's close / failure / EOF ──────────────────▶ CLOSED
+
+``Closed`` is emitted exactly once, on entering CLOSED.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+from asgisock.ws.frames import (
+    CloseCode,
+    FrameHeader,
+    Opcode,
+    ProtocolError,
+    build_frame,
+    decode_close,
+    encode_close,
+    is_valid_close_code,
+    parse_header,
+)
+from asgisock.ws.mask import apply_mask
+from asgisock.ws.message import IncomingMessage
+
+__all__ = [
+    "BytesMessage",
+    "Closed",
+    "ConnectionClosedError",
+    "Event",
+    "PingReceived",
+    "PongReceived",
+    "State",
+    "TextMessage",
+    "WebSocketConnection",
+]
+
+
+class State(Enum):
+    """Where the closing handshake stands (RFC 6455 §7)."""
+
+    OPEN = "open"
+    """Messages flow both ways."""
+    CLOSING = "closing"
+    """We sent a close frame and read on until the peer's close arrives."""
+    CLOSED = "closed"
+    """Handshake done, connection failed, or EOF: the TCP connection should close."""
+
+
+_TRANSITIONS: dict[State, frozenset[State]] = {
+    State.OPEN: frozenset({State.CLOSING, State.CLOSED}),
+    State.CLOSING: frozenset({State.CLOSED}),
+    State.CLOSED: frozenset(),
+}
+
+
+@dataclass(slots=True)
+class TextMessage:
+    data: str
+
+
+@dataclass(slots=True)
+class BytesMessage:
+    data: bytes
+
+
+@dataclass(slots=True)
+class PingReceived:
+    """A ping arrived; the pong answering it is already queued."""
+
+    payload: bytes
+
+
+@dataclass(slots=True)
+class PongReceived:
+    """A pong arrived, solicited or not: proof that the peer is alive (keepalive)."""
+
+    payload: bytes
+
+
+@dataclass(slots=True)
+class Closed:
+    """The connection stopped receiving; emitted exactly once.
+
+    ``code`` is the peer's close code (1005 when its close frame had none),
+    the code we failed the connection with (1002, 1007, 1009), or 1006 when
+    the TCP connection ended without a close frame (RFC 6455 §7.1.5).
+    """
+
+    code: int
+    reason: str
+
+
+Event = TextMessage | BytesMessage | PingReceived | PongReceived | Closed
+
+
+class ConnectionClosedError(OSError):
+    """Sending after our close frame went out, or after the connection closed."""
+
+
+# Below this size, slicing a copy is cheaper than making a memoryview.
+_COPY_THRESHOLD = 1024
+
+
+class WebSocketConnection:
+    """Server side of one WebSocket connection, after the opening handshake.
+
+    ``max_size`` bounds the size of a received message in bytes (after
+    decompression); a bigger message fails the connection with 1009 as soon
+    as the limit is crossed. None disables the limit.
+    """
+
+    def __init__(self, *, max_size: int | None = 16 * 2**20) -> None:
+        self.state = State.OPEN
+        self.max_size = max_size
+        self.close_sent = False
+        self.close_received = False
+        # Unparsed input: never more than one partial header or control frame,
+        # because data frame payloads are consumed as they arrive.
+        self._buffer = b""
+        # The data frame whose payload is arriving, how much of it is left, and
+        # its mask key rotated to line up with the next payload byte.
+        self._frame: FrameHeader | None = None
+        self._frame_left = 0
+        self._mask = b""
+        # The data message in progress (its first frame has arrived, not its last).
+        self._message: IncomingMessage | None = None
+        self._events: list[Event] = []
+        self._output: list[bytes] = []
+
+    # -- Input -----------------------------------------------------------------------------
+
+    def receive_data(self, data: bytes) -> None:
+        """Process bytes read from the network."""
+        if not self._is_reading():
+            # §7.1.7: "An endpoint MUST NOT continue to attempt to process data
+            # (including a responding Close frame) from the remote endpoint after
+            # being instructed to _Fail the WebSocket Connection_." After a close
+            # handshake there is nothing left to read either.
+            return
+        if self._buffer:
+            data = self._buffer + data
+            self._buffer = b""
+        try:
+            pos = self._parse(data)
+        except ProtocolError as exc:
+            self._fail(exc.code, exc.reason)
+            return
+        if pos < len(data) and self._is_reading():
+            self._buffer = data[pos:]
+
+    def receive_eof(self) -> None:
+        """The peer closed its side of the TCP connection."""
+        if self.state is not State.CLOSED:
+            # §7.1.5: without a close frame, the close code is 1006.
+            self._close(CloseCode.ABNORMAL_CLOSURE, "")
+
+    def events_received(self) -> list[Event]:
+        """Events since the last call, oldest first."""
+        events, self._events = self._events, []
+        return events
+
+    def data_to_send(self) -> bytes:
+        """Bytes to write since the last call; b"" when there are none."""
+        if not self._output:
+            return b""
+        data = b"".join(self._output)
+        self._output.clear()
+        return data
+
+    def close_transport_now(self) -> bool:
+        """Whether the transport should write out ``data_to_send()`` and close TCP.
+
+        True once the closing handshake is complete, the connection failed or
+        the peer sent EOF. After a peer's close this is at once: §7.1.1 "the
+        underlying TCP connection, in most normal cases, SHOULD be closed first
+        by the server". After our own close, it waits for the peer's; bounding
+        that wait is the transport's job (it owns the clock).
+        """
+        return self.state is State.CLOSED
+
+    # -- Output ----------------------------------------------------------------------------
+
+    def send_text(self, text: str) -> None:
+        self._send_message(Opcode.TEXT, text.encode("utf-8"))
+
+    def send_bytes(self, data: bytes) -> None:
+        self._send_message(Opcode.BINARY, data)
+
+    def send_ping(self, payload: bytes = b"") -> None:
+        """Raises ValueError for a payload over 125 bytes (§5.5)."""
+        self._check_can_send()
+        self._output.append(build_frame(Opcode.PING, payload))
+
+    def send_pong(self, payload: bytes = b"") -> None:
+        """An unsolicited pong, a one-way heartbeat (§5.5.3)."""
+        self._check_can_send()
+        self._output.append(build_frame(Opcode.PONG, payload))
+
+    def send_close(self, code: int = CloseCode.NORMAL_CLOSURE, reason: str = "") -> None:
+        """Start the closing handshake; messages received afterwards are discarded.
+
+        Raises ValueError for a code that may not go on the wire (§7.4) or a
+        reason over 123 UTF-8 bytes (it must fit a 125-byte control frame).
+        """
+        self._check_can_send()
+        if not is_valid_close_code(code):
+            raise ValueError(f"invalid close code {code}")
+        payload = encode_close(code, reason)
+        if len(payload) > 125:
+            raise ValueError("close reason longer than 123 bytes in UTF-8")
+        self._send_close_frame(payload)
+        self._set_state(State.CLOSING)
+
+    def _check_can_send(self) -> None:
+        if self.close_sent or self.state is State.CLOSED:
+            raise ConnectionClosedError("the WebSocket connection is closed")
+
+    def _send_message(self, opcode: Opcode, payload: bytes) -> None:
+        # §5.5.1: "After sending a Close frame, the application MUST NOT send any
+        # more data frames."
+        self._check_can_send()
+        self._output.append(build_frame(opcode, payload))
+
+    def _send_close_frame(self, payload: bytes) -> None:
+        self._output.append(build_frame(Opcode.CLOSE, payload))
+        self.close_sent = True
+
+    # -- State -----------------------------------------------------------------------------
+
+    def _is_reading(self) -> bool:
+        return self.state is not State.CLOSED
+
+    def _set_state(self, state: State) -> None:
+        if state not in _TRANSITIONS[self.state]:
+            raise RuntimeError(f"invalid transition {self.state.name} -> {state.name}")
+        self.state = state
+
+    def _close(self, code: int, reason: str) -> None:
+        """Enter CLOSED, report it once, and drop everything held for reading."""
+        self._set_state(State.CLOSED)
+        self._events.append(Closed(code, reason))
+        self._buffer = b""
+        self._frame = None
+        self._message = None
+
+    def _fail(self, code: int, reason: str) -> None:
+        """§7.1.7 "Fail the WebSocket Connection": send a close frame if we have
+        not yet ("the endpoint SHOULD send a Close frame with an appropriate
+        status code"), then stop reading and close TCP."""
+        if not self.close_sent:
+            self._send_close_frame(encode_close(code, reason))
+        self._close(code, reason)
+
+    # -- Parsing ---------------------------------------------------------------------------
+
+    def _parse(self, buf: bytes) -> int:
+        """Consume as much of ``buf`` as possible; return how far it got."""
+        pos, end = 0, len(buf)
+        while pos < end and self._is_reading():
+            if self._frame is not None:
+                pos = self._read_payload(buf, pos, end)
+                continue
+            header = parse_header(buf, pos)
+            if header is None:
+                break
+            if header.opcode >= 0x8:
+                stop = pos + header.size + header.length
+                if stop > end:
+                    break  # control frames are small: wait for the whole frame
+                self._on_control_frame(header, buf[pos + header.size : stop])
+                pos = stop
+            else:
+                pos = self._on_data_header(header, buf, pos)
+        return pos
+
+    def _on_data_header(self, header: FrameHeader, buf: bytes, pos: int) -> int:
+        self._check_data_frame(header)
+        start = pos + header.size
+        stop = start + header.length
+        if header.fin and self._message is None and stop <= len(buf) and not self.close_sent:
+            self._on_whole_message(header, buf, start, stop)
+            return stop
+        self._begin_frame(header)
+        return start
+
+    def _check_data_frame(self, header: FrameHeader) -> None:
+        # §5.2: RSV1-3 "MUST be 0 unless an extension is negotiated that defines
+        # meanings for non-zero values."
+        if header.rsv1 or header.rsv2 or header.rsv3:
+            raise ProtocolError(CloseCode.PROTOCOL_ERROR, "reserved bits set")
+        if header.opcode is Opcode.CONTINUATION:
+            if self._message is None:
+                raise ProtocolError(CloseCode.PROTOCOL_ERROR, "no message to continue")
+        elif self._message is not None:
+            # §5.4: "The fragments of one message MUST NOT be interleaved between
+            # the fragments of another message."
+            raise ProtocolError(CloseCode.PROTOCOL_ERROR, "expected a continuation frame")
+
+    def _on_whole_message(self, header: FrameHeader, buf: bytes, start: int, stop: int) -> None:
+        """Fast path: an unfragmented message whose payload is all in ``buf``."""
+        if self.max_size is not None and header.length > self.max_size:
+            raise ProtocolError(
+                CloseCode.MESSAGE_TOO_BIG, f"message larger than {self.max_size} bytes"
+            )
+        masked = buf[start:stop] if header.length < _COPY_THRESHOLD else memoryview(buf)[start:stop]
+        payload = apply_mask(masked, header.mask)
+        if header.opcode is Opcode.BINARY:
+            self._events.append(BytesMessage(payload))
+            return
+        try:
+            text = payload.decode("utf-8")
+        except UnicodeDecodeError:
+            # §8.1: invalid UTF-8 in a text message "MUST _Fail the WebSocket Connection_".
+            raise ProtocolError(CloseCode.INVALID_DATA, "invalid UTF-8 in text message") from None
+        self._events.append(TextMessage(text))
+
+    def _begin_frame(self, header: FrameHeader) -> None:
+        if header.opcode is not Opcode.CONTINUATION:
+            is_text = header.opcode is Opcode.TEXT
+            self._message = IncomingMessage(is_text, self.max_size, None)
+        if not self.close_sent:
+            assert self._message is not None
+            self._message.check_frame_length(header.length)
+        self._frame = header
+        self._frame_left = header.length
+        self._mask = header.mask
+        if not header.length:
+            self._end_frame(header)
+
+    def _read_payload(self, buf: bytes, pos: int, end: int) -> int:
+        """Unmask and consume the next piece of the current data frame's payload."""
+        assert self._frame is not None
+        assert self._message is not None
+        size = min(end - pos, self._frame_left)
+        if not self.close_sent:
+            # §5.5.1: after our close frame, incoming data is discarded unread.
+            self._message.feed(apply_mask(memoryview(buf)[pos : pos + size], self._mask))
+        self._frame_left -= size
+        shift = size & 3
+        if shift:
+            self._mask = self._mask[shift:] + self._mask[:shift]
+        if not self._frame_left:
+            self._end_frame(self._frame)
+        return pos + size
+
+    def _end_frame(self, header: FrameHeader) -> None:
+        self._frame = None
+        if not header.fin:
+            return
+        message, self._message = self._message, None
+        if message is None or self.close_sent:
+            return
+        data = message.finish()
+        if isinstance(data, str):
+            self._events.append(TextMessage(data))
+        else:
+            self._events.append(BytesMessage(data))
+
+    def _on_control_frame(self, header: FrameHeader, masked: bytes) -> None:
+        if header.rsv1 or header.rsv2 or header.rsv3:
+            # §5.2: no negotiated extension gives control frames reserved bits.
+            raise ProtocolError(CloseCode.PROTOCOL_ERROR, "reserved bits set on a control frame")
+        payload = apply_mask(masked, header.mask)
+        if header.opcode is Opcode.PING:
+            self._on_ping(payload)
+        elif header.opcode is Opcode.PONG:
+            self._events.append(PongReceived(payload))
+        else:
+            self._on_close(payload)
+
+    def _on_ping(self, payload: bytes) -> None:
+        # §5.5.2: "Upon receipt of a Ping frame, an endpoint MUST send a Pong frame
+        # in response, unless it already received a Close frame." §5.5.3: the pong
+        # "MUST have identical 'Application data'".
+        self._output.append(build_frame(Opcode.PONG, payload))
+        self._events.append(PingReceived(payload))
+
+    def _on_close(self, payload: bytes) -> None:
+        code, reason = decode_close(payload)
+        self.close_received = True
+        if not self.close_sent:
+            # §5.5.1: "If an endpoint receives a Close frame and did not previously
+            # send a Close frame, the endpoint MUST send a Close frame in response.
+            # (When sending a Close frame in response, the endpoint typically echos
+            # the status code it received.)"
+            self._send_close_frame(encode_close(code) if payload else b"")
+        self._close(code, reason)
