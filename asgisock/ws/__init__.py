@@ -24,6 +24,15 @@ from asgisock.ws.frames import (
     encode_close,
     is_valid_close_code,
 )
+from asgisock.ws.handshake import (
+    ExtensionOffer,
+    Handshake,
+    HandshakeError,
+    accept_key,
+    is_upgrade_request,
+    response_headers,
+    validate_handshake,
+)
 from asgisock.ws.mask import MASK_IMPLEMENTATION, apply_mask
 
 __all__ = [
@@ -33,6 +42,9 @@ __all__ = [
     "Closed",
     "ConnectionClosedError",
     "Event",
+    "ExtensionOffer",
+    "Handshake",
+    "HandshakeError",
     "Opcode",
     "PingReceived",
     "PongReceived",
@@ -40,9 +52,13 @@ __all__ = [
     "State",
     "TextMessage",
     "WebSocketConnection",
+    "accept_key",
     "apply_mask",
     "build_frame",
     "decode_close",
     "encode_close",
+    "is_upgrade_request",
     "is_valid_close_code",
+    "response_headers",
+    "validate_handshake",
 ]
