@@ -15,6 +15,7 @@ from asgisock.ws.connection import (
     TextMessage,
     WebSocketConnection,
 )
+from asgisock.ws.deflate import DeflateSettings, PerMessageDeflate, negotiate
 from asgisock.ws.frames import (
     CloseCode,
     Opcode,
@@ -41,11 +42,13 @@ __all__ = [
     "CloseCode",
     "Closed",
     "ConnectionClosedError",
+    "DeflateSettings",
     "Event",
     "ExtensionOffer",
     "Handshake",
     "HandshakeError",
     "Opcode",
+    "PerMessageDeflate",
     "PingReceived",
     "PongReceived",
     "ProtocolError",
@@ -59,6 +62,7 @@ __all__ = [
     "encode_close",
     "is_upgrade_request",
     "is_valid_close_code",
+    "negotiate",
     "response_headers",
     "validate_handshake",
 ]

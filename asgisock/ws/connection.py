@@ -21,6 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
+from asgisock.ws.deflate import PerMessageDeflate
 from asgisock.ws.frames import (
     CloseCode,
     FrameHeader,
@@ -120,11 +121,17 @@ class WebSocketConnection:
     ``max_size`` bounds the size of a received message in bytes (after
     decompression); a bigger message fails the connection with 1009 as soon
     as the limit is crossed. None disables the limit.
+
+    ``deflate`` is the permessage-deflate state negotiated in the handshake
+    (``asgisock.ws.deflate.negotiate``), or None without compression.
     """
 
-    def __init__(self, *, max_size: int | None = 16 * 2**20) -> None:
+    def __init__(
+        self, *, max_size: int | None = 16 * 2**20, deflate: PerMessageDeflate | None = None
+    ) -> None:
         self.state = State.OPEN
         self.max_size = max_size
+        self.deflate = deflate
         self.close_sent = False
         self.close_received = False
         # Unparsed input: never more than one partial header or control frame,
@@ -232,7 +239,11 @@ class WebSocketConnection:
         # §5.5.1: "After sending a Close frame, the application MUST NOT send any
         # more data frames."
         self._check_can_send()
-        self._output.append(build_frame(opcode, payload))
+        if self.deflate is not None and self.deflate.should_compress(len(payload)):
+            # RFC 7692 §6: a compressed message has RSV1 set on its first frame.
+            self._output.append(build_frame(opcode, self.deflate.compress(payload), rsv1=True))
+        else:
+            self._output.append(build_frame(opcode, payload))
 
     def _send_close_frame(self, payload: bytes) -> None:
         self._output.append(build_frame(Opcode.CLOSE, payload))
@@ -255,6 +266,8 @@ class WebSocketConnection:
         self._buffer = b""
         self._frame = None
         self._message = None
+        if self.deflate is not None:
+            self.deflate.close()
 
     def _fail(self, code: int, reason: str) -> None:
         """§7.1.7 "Fail the WebSocket Connection": send a close frame if we have
@@ -290,7 +303,13 @@ class WebSocketConnection:
         self._check_data_frame(header)
         start = pos + header.size
         stop = start + header.length
-        if header.fin and self._message is None and stop <= len(buf) and not self.close_sent:
+        if (
+            header.fin
+            and not header.rsv1
+            and self._message is None
+            and stop <= len(buf)
+            and not self.close_sent
+        ):
             self._on_whole_message(header, buf, start, stop)
             return stop
         self._begin_frame(header)
@@ -299,8 +318,12 @@ class WebSocketConnection:
     def _check_data_frame(self, header: FrameHeader) -> None:
         # §5.2: RSV1-3 "MUST be 0 unless an extension is negotiated that defines
         # meanings for non-zero values."
-        if header.rsv1 or header.rsv2 or header.rsv3:
+        if header.rsv2 or header.rsv3:
             raise ProtocolError(CloseCode.PROTOCOL_ERROR, "reserved bits set")
+        # RFC 7692 §6.1: "An endpoint MUST NOT set the 'Per-Message Compressed'
+        # bit of control frames and non-first fragments of a data message."
+        if header.rsv1 and (self.deflate is None or header.opcode is Opcode.CONTINUATION):
+            raise ProtocolError(CloseCode.PROTOCOL_ERROR, "unexpected RSV1 bit")
         if header.opcode is Opcode.CONTINUATION:
             if self._message is None:
                 raise ProtocolError(CloseCode.PROTOCOL_ERROR, "no message to continue")
@@ -330,7 +353,8 @@ class WebSocketConnection:
     def _begin_frame(self, header: FrameHeader) -> None:
         if header.opcode is not Opcode.CONTINUATION:
             is_text = header.opcode is Opcode.TEXT
-            self._message = IncomingMessage(is_text, self.max_size, None)
+            inflater = self.deflate if header.rsv1 else None
+            self._message = IncomingMessage(is_text, self.max_size, inflater)
         if not self.close_sent:
             assert self._message is not None
             self._message.check_frame_length(header.length)

@@ -1,0 +1,224 @@
+"""The permessage-deflate extension (RFC 7692), server side.
+
+Negotiation picks the first offer in the client's ``Sec-WebSocket-Extensions``
+that the server can honour exactly; an offer it cannot (unknown, duplicate or
+malformed parameters) is skipped, never an error, as RFC 7692 §5 lets a
+server decline any offer.
+
+Memory. A zlib compressor with a 15-bit window and the default memLevel takes
+about 256 KiB and a decompressor about 40 KiB, which would dominate the cost
+of an idle connection. So both are created lazily, on the first message that
+needs them, and dropped as soon as they are no longer needed: after each
+message in a direction with "no context takeover", and all of them when the
+connection closes (``close()``).
+
+Bounded inflation. A few kilobytes of deflate can inflate to gigabytes.
+``decompress`` never produces more than ``max_length`` bytes, so the
+connection's ``max_size`` is enforced while inflating, before the bytes exist.
+"""
+
+from __future__ import annotations
+
+import re
+import zlib
+from dataclasses import dataclass
+
+from asgisock.ws.frames import CloseCode, ProtocolError
+from asgisock.ws.handshake import ExtensionOffer
+
+__all__ = ["DeflateSettings", "PerMessageDeflate", "negotiate"]
+
+EXTENSION_NAME = "permessage-deflate"
+
+# §7.2.1: a message ends with the 4 bytes of an empty stored block, which the
+# sender removes and the receiver appends back before inflating the tail.
+_EMPTY_BLOCK = b"\x00\x00\xff\xff"
+
+# §7.1.2.1: "The value ... MUST be an integer in the range 8 to 15", written
+# as decimal digits without leading zeros.
+_WINDOW_BITS = re.compile(r"[89]|1[0-5]")
+
+# zlib refuses an 8-bit window for raw deflate streams (zlib >= 1.2.9).
+_ZLIB_MIN_WINDOW_BITS = 9
+
+
+@dataclass(frozen=True)
+class DeflateSettings:
+    """The server's policy for permessage-deflate."""
+
+    enabled: bool = True
+    server_max_window_bits: int = 15
+    """Largest LZ77 window (2**bits bytes) the server compresses with; smaller saves memory."""
+    server_no_context_takeover: bool = False
+    """Compress each message on its own: worse ratio, no compressor kept between messages."""
+    compress_threshold: int = 0
+    """Messages shorter than this many bytes are sent uncompressed."""
+
+    def __post_init__(self) -> None:
+        if not 8 <= self.server_max_window_bits <= 15:
+            raise ValueError("server_max_window_bits must be between 8 and 15")
+        if self.compress_threshold < 0:
+            raise ValueError("compress_threshold must not be negative")
+
+
+class PerMessageDeflate:
+    """Compression state of one connection after negotiation (RFC 7692 §7).
+
+    ``server_no_context_takeover``: we reset our compressor after each message
+    (§7.1.1.1). ``client_no_context_takeover``: the client resets its
+    compressor after each message, so we can drop our decompressor too
+    (§7.1.1.2). Incoming messages are always inflated with a 15-bit window,
+    which reads streams made with any smaller one.
+    """
+
+    def __init__(
+        self,
+        *,
+        server_no_context_takeover: bool = False,
+        client_no_context_takeover: bool = False,
+        server_max_window_bits: int = 15,
+        compress_threshold: int = 0,
+    ) -> None:
+        self.server_no_context_takeover = server_no_context_takeover
+        self.client_no_context_takeover = client_no_context_takeover
+        self.server_max_window_bits = max(server_max_window_bits, _ZLIB_MIN_WINDOW_BITS)
+        self.compress_threshold = compress_threshold
+        self._compressor: zlib._Compress | None = None
+        self._decompressor: zlib._Decompress | None = None
+
+    def should_compress(self, size: int) -> bool:
+        return size >= self.compress_threshold
+
+    def compress(self, data: bytes) -> bytes:
+        """Compress a whole message into the payload of one RSV1 frame (§7.2.1)."""
+        if self._compressor is None:
+            self._compressor = zlib.compressobj(
+                zlib.Z_DEFAULT_COMPRESSION, zlib.DEFLATED, -self.server_max_window_bits
+            )
+        compressed = self._compressor.compress(data) + self._compressor.flush(zlib.Z_SYNC_FLUSH)
+        if self.server_no_context_takeover:
+            self._compressor = None
+        # §7.2.1: "Remove 4 octets (that are 0x00 0x00 0xff 0xff) from the tail end."
+        return compressed[:-4] if compressed.endswith(_EMPTY_BLOCK) else compressed
+
+    def decompress(self, data: bytes, max_length: int) -> bytes:
+        """Inflate part of a message; at most ``max_length`` bytes come out (0: no limit)."""
+        if self._decompressor is None:
+            self._decompressor = zlib.decompressobj(-15)
+        try:
+            return self._decompressor.decompress(data, max_length)
+        except zlib.error:
+            raise ProtocolError(CloseCode.PROTOCOL_ERROR, "invalid compressed data") from None
+
+    def end_message(self, max_length: int) -> bytes:
+        """Inflate the end of a message: §7.2.2 "Append 4 octets of 0x00 0x00 0xff 0xff"."""
+        tail = self.decompress(_EMPTY_BLOCK, max_length)
+        if self.client_no_context_takeover:
+            self._decompressor = None
+        return tail
+
+    def close(self) -> None:
+        """Release both zlib contexts; a later message would start fresh ones."""
+        self._compressor = None
+        self._decompressor = None
+
+
+@dataclass(frozen=True)
+class _Offer:
+    """What a well-formed permessage-deflate offer asks of the server (RFC 7692 §7.1)."""
+
+    server_no_context_takeover: bool
+    client_no_context_takeover: bool
+    server_max_window_bits: int | None
+
+
+def _window_bits(value: str | None) -> int | None:
+    if value is None or not _WINDOW_BITS.fullmatch(value):
+        return None
+    return int(value)
+
+
+def _valid_param(name: str, value: str | None) -> bool:
+    if name in ("server_no_context_takeover", "client_no_context_takeover"):
+        return value is None
+    if name == "server_max_window_bits":
+        return _window_bits(value) is not None
+    if name == "client_max_window_bits":
+        # Bare, it only says the client could honour a limit; we set none, as we
+        # inflate with the largest window anyway.
+        return value is None or _window_bits(value) is not None
+    return False
+
+
+def _parse_offer(params: tuple[tuple[str, str | None], ...]) -> _Offer | None:
+    """Read an offer's parameters; None if any is unknown, repeated or malformed.
+
+    §7.1: "A server MUST decline an extension negotiation offer for this
+    extension if ... The negotiation offer contains an extension parameter not
+    defined for use in an offer. The negotiation offer has an extension
+    parameter with an invalid value. The negotiation offer has multiple
+    extension parameters with the same name."
+    """
+    values = dict(params)
+    if len(values) != len(params):
+        return None
+    if not all(_valid_param(name, value) for name, value in params):
+        return None
+    return _Offer(
+        server_no_context_takeover="server_no_context_takeover" in values,
+        client_no_context_takeover="client_no_context_takeover" in values,
+        server_max_window_bits=_window_bits(values.get("server_max_window_bits")),
+    )
+
+
+def _accept(offer: _Offer, settings: DeflateSettings) -> tuple[str, PerMessageDeflate]:
+    """Build the response for an acceptable offer, honouring each of its parameters.
+
+    ``server_max_window_bits`` is answered with the smaller of the offer and
+    our setting; an offer of 8 is answered with 9, because zlib cannot
+    compress raw deflate with a 256-byte window. That exceeds the offer
+    (§7.1.2.1 asks for "the same or smaller"), but it is the only way to use
+    compression with zlib-based clients, which have the same limitation and
+    accept 9 (Autobahn TestSuite 13.3/13.5 expect this).
+    """
+    no_context = settings.server_no_context_takeover or offer.server_no_context_takeover
+    bits = settings.server_max_window_bits
+    if offer.server_max_window_bits is not None:
+        bits = min(bits, offer.server_max_window_bits)
+    bits = max(bits, _ZLIB_MIN_WINDOW_BITS)
+    params = [EXTENSION_NAME]
+    if no_context:
+        # §7.1.1.1: the server may add it even when the client did not ask.
+        params.append("server_no_context_takeover")
+    if offer.client_no_context_takeover:
+        # Accepting it lets us drop the decompressor between messages.
+        params.append("client_no_context_takeover")
+    if offer.server_max_window_bits is not None:
+        # §7.1.2.1: only answered when offered.
+        params.append(f"server_max_window_bits={bits}")
+    extension = PerMessageDeflate(
+        server_no_context_takeover=no_context,
+        client_no_context_takeover=offer.client_no_context_takeover,
+        server_max_window_bits=bits,
+        compress_threshold=settings.compress_threshold,
+    )
+    return "; ".join(params), extension
+
+
+def negotiate(
+    offers: list[ExtensionOffer], settings: DeflateSettings
+) -> tuple[str, PerMessageDeflate] | None:
+    """Accept the first permessage-deflate offer we can honour, in the client's order.
+
+    Returns the ``Sec-WebSocket-Extensions`` response value and the
+    connection's compression state, or None to use no compression.
+    """
+    if not settings.enabled:
+        return None
+    for offer in offers:
+        if offer.name.lower() != EXTENSION_NAME:
+            continue
+        parsed = _parse_offer(offer.params)
+        if parsed is not None:
+            return _accept(parsed, settings)
+    return None
