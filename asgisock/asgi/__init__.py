@@ -1,0 +1,1 @@
+"""ASGI semantics, written once: scopes and the ordering rules of every message."""

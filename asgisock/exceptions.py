@@ -1,0 +1,27 @@
+"""Exceptions the server raises to the app or to the embedding program."""
+
+from __future__ import annotations
+
+
+class ConfigError(ValueError):
+    """A setting has an invalid value; the message names the setting's command-line option."""
+
+    def __init__(self, option: str, message: str) -> None:
+        super().__init__(f"Invalid value for '{option}': {message}")
+        self.option = option
+
+
+class AppImportError(Exception):
+    """The application string does not name an importable ASGI callable."""
+
+
+class ClientDisconnected(OSError):
+    """``send()`` was called after the client went away.
+
+    The ASGI spec asks servers to raise a subclass of ``OSError`` here (HTTP and WebSocket
+    specs, "Disconnected Client - send exception"), so apps can treat it as any I/O error.
+    """
+
+
+class LifespanFailure(Exception):
+    """The app reported ``lifespan.startup.failed``; the server exits with code 3."""

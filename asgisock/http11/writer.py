@@ -1,0 +1,190 @@
+"""HTTP/1.1 response side, sans-I/O: ASGI status and headers in, wire bytes out.
+
+Everything an app sends is checked before it is encoded, so a bad header can never put a
+malformed or smuggled response on the wire (RFC 9110 §5.5, RFC 9112 §6).
+"""
+
+from __future__ import annotations
+
+import enum
+import time
+from collections.abc import Iterable
+from email.utils import formatdate
+from http import HTTPStatus
+from typing import Any, Final
+
+from asgisock.http11.headers import FORBIDDEN_VALUE_RE, TOKEN_RE, has_token
+
+
+class InvalidResponse(Exception):
+    """The app asked for a response that cannot be put on the wire."""
+
+
+class Framing(enum.Enum):
+    """How the end of the response body is marked (RFC 9112 §6.3)."""
+
+    NO_BODY = enum.auto()
+    CONTENT_LENGTH = enum.auto()
+    CHUNKED = enum.auto()
+    CLOSE_DELIMITED = enum.auto()
+
+
+def _status_line(status: int) -> bytes:
+    try:
+        phrase = HTTPStatus(status).phrase
+    except ValueError:
+        phrase = ""
+    return f"HTTP/1.1 {status} {phrase}\r\n".encode("ascii")
+
+
+STATUS_LINES: Final = {status: _status_line(status) for status in range(100, 600)}
+_CHECKED_NAMES: dict[bytes, bytes] = {}
+"""Names that passed the token check, mapped to their lower-case form (bounded, see below)."""
+_MAX_CHECKED_NAMES: Final = 1024
+
+
+class DefaultHeaders:
+    """``Server``, ``Date`` and ``--header`` fields, encoded once (``Date`` once a second)."""
+
+    __slots__ = ("_date_second", "_encoded", "_fixed", "_with_date", "names")
+
+    def __init__(self, *, server: bool, date: bool, extra: Iterable[tuple[bytes, bytes]] = ()) -> None:
+        pairs = [(b"server", b"asgisock")] if server else []
+        pairs.extend(extra)
+        self.names = frozenset(name for name, _ in pairs) | ({b"date"} if date else set())
+        self._fixed = b"".join(name + b": " + value + b"\r\n" for name, value in pairs)
+        self._with_date = date
+        self._date_second = -1
+        self._encoded = self._fixed
+
+    def encoded(self) -> bytes:
+        if self._with_date:
+            now = int(time.time())
+            if now != self._date_second:
+                self._date_second = now
+                date = formatdate(now, usegmt=True).encode("ascii")
+                self._encoded = self._fixed + b"date: " + date + b"\r\n"
+        return self._encoded
+
+    def without(self, names: set[bytes]) -> bytes:
+        """The defaults minus those the app set itself (the app's value wins)."""
+        return b"".join(line + b"\r\n" for line in self.encoded().split(b"\r\n")
+                        if line and line.split(b":", 1)[0] not in names)
+
+
+class ResponseHead:
+    """The encoded head and what it decided about the body."""
+
+    __slots__ = ("content_length", "data", "framing", "keep_alive")
+
+    def __init__(self, data: bytes, framing: Framing, content_length: int | None, keep_alive: bool) -> None:
+        self.data = data
+        self.framing = framing
+        self.content_length = content_length
+        self.keep_alive = keep_alive
+
+
+def check_name(name: Any) -> bytes:
+    """Lower-cased ``name`` if it is a valid field name (RFC 9110 §5.1), else InvalidResponse."""
+    lower = _CHECKED_NAMES.get(name)
+    if lower is not None:
+        return lower
+    if not isinstance(name, bytes) or TOKEN_RE.fullmatch(name) is None:
+        raise InvalidResponse(f"invalid header name {name!r}")
+    lower = name.lower()
+    if len(_CHECKED_NAMES) < _MAX_CHECKED_NAMES:
+        _CHECKED_NAMES[name] = lower
+    return lower
+
+
+def check_value(value: Any) -> bytes:
+    if not isinstance(value, bytes) or FORBIDDEN_VALUE_RE.search(value) is not None:
+        raise InvalidResponse(f"invalid header value {value!r}")
+    return value
+
+
+def encode_head(
+    status: int,
+    headers: Iterable[Any],
+    defaults: DefaultHeaders,
+    *,
+    head_request: bool,
+    http11: bool,
+    keep_alive: bool,
+    body_length: int | None,
+) -> ResponseHead:
+    """Encode a response head.
+
+    ``body_length`` is the whole body's length when the app already sent it all (so it can be
+    framed with Content-Length instead of chunks), else None.
+    """
+    if type(status) is not int or not 100 <= status <= 599:
+        raise InvalidResponse(f"invalid status {status!r}")
+    parts = [STATUS_LINES[status] if http11 else b"HTTP/1.0" + STATUS_LINES[status][8:]]
+    content_length: int | None = None
+    seen_defaults: set[bytes] | None = None
+    default_names = defaults.names
+    for header in headers:
+        name, value = header
+        lower = check_name(name)
+        check_value(value)
+        if lower == b"content-length":
+            if content_length is not None or not value.isdigit() or not value.isascii():
+                raise InvalidResponse(f"invalid content-length {value!r}")
+            content_length = int(value)
+        elif lower == b"transfer-encoding":
+            # ASGI HTTP spec: "You may send a Transfer-Encoding header in this message, but the
+            # server must ignore it." The framing below is the server's own.
+            continue
+        elif lower == b"connection":
+            if has_token(value, b"close"):
+                keep_alive = False
+            continue  # connection management is the server's (RFC 9110 §7.6.1)
+        elif lower in default_names:
+            seen_defaults = seen_defaults or set()
+            seen_defaults.add(lower)
+        parts.append(name + b": " + value + b"\r\n")
+    parts.append(defaults.encoded() if seen_defaults is None else defaults.without(seen_defaults))
+    no_body = head_request or status < 200 or status == 204 or status == 304
+    if no_body:
+        framing = Framing.NO_BODY
+    elif content_length is not None:
+        framing = Framing.CONTENT_LENGTH
+    elif body_length is not None:
+        framing = Framing.CONTENT_LENGTH
+        content_length = body_length
+        parts.append(b"content-length: %d\r\n" % body_length)
+    elif http11:
+        framing = Framing.CHUNKED
+        parts.append(b"transfer-encoding: chunked\r\n")
+    else:
+        framing = Framing.CLOSE_DELIMITED
+        keep_alive = False
+    if not keep_alive:
+        parts.append(b"connection: close\r\n\r\n")
+    elif not http11:
+        parts.append(b"connection: keep-alive\r\n\r\n")
+    else:
+        parts.append(b"\r\n")
+    return ResponseHead(b"".join(parts), framing, content_length, keep_alive)
+
+
+def encode_chunk(data: bytes) -> bytes:
+    """One chunk of a chunked body (RFC 9112 §7.1); never called with empty data."""
+    return b"%x\r\n%b\r\n" % (len(data), data)
+
+
+LAST_CHUNK: Final = b"0\r\n\r\n"
+CONTINUE_RESPONSE: Final = b"HTTP/1.1 100 Continue\r\n\r\n"
+
+
+def error_response(status: int, reason: str, *, keep_alive: bool = False,
+                   extra: Iterable[tuple[bytes, bytes]] = ()) -> bytes:
+    """A short plain-text response the server sends on its own (bad requests, 500, 503)."""
+    body = (reason + "\n").encode("utf-8")
+    lines = [STATUS_LINES[status], b"content-type: text/plain; charset=utf-8\r\n",
+             b"content-length: %d\r\n" % len(body)]
+    lines.extend(name + b": " + value + b"\r\n" for name, value in extra)
+    lines.append(b"\r\n" if keep_alive else b"connection: close\r\n\r\n")
+    lines.append(body)
+    return b"".join(lines)

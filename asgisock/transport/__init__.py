@@ -1,0 +1,1 @@
+"""asyncio glue: the only layer that reads and writes sockets."""

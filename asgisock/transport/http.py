@@ -1,0 +1,259 @@
+"""The asyncio protocol for one HTTP/1.1 connection: socket bytes in, cycles out.
+
+This is the only layer that touches the transport. It feeds bytes to the sans-I/O
+:class:`~asgisock.http11.connection.HTTP11Connection`, runs one
+:class:`~asgisock.asgi.http_cycle.HTTPCycle` at a time (pipelined requests wait their turn, so
+responses go out in request order), and applies flow control both ways: reading pauses while
+the app has not consumed the buffered body or while pipelined requests wait, and ``send()``
+waits while the write buffer is above its high-water mark.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from typing import TYPE_CHECKING, cast
+
+from asgisock.asgi.http_cycle import HTTPCycle, ResponseState
+from asgisock.asgi.scope import http_scope
+from asgisock.exceptions import ClientDisconnected
+from asgisock.http11.connection import HTTP11Connection
+from asgisock.http11.events import EndOfMessage, Event, Request, RequestError
+from asgisock.http11.writer import DefaultHeaders, error_response
+from asgisock.logging import TRACE, error_logger
+from asgisock.transport.addresses import client_address, format_address, server_address
+
+if TYPE_CHECKING:
+    from asgisock.transport.state import ServerState
+
+
+class HTTPProtocol(asyncio.Protocol):
+    """One client connection; a new instance per accepted socket."""
+
+    def __init__(self, state: ServerState) -> None:
+        self.state = state
+        config = state.config
+        self.loop = state.loop
+        self.app = state.app
+        self.defaults: DefaultHeaders = state.defaults
+        self.access_format = config.access_log_format if config.access_log else None
+        self.timeout_keep_alive = config.timeout_keep_alive
+        self.limit_concurrency = config.limit_concurrency
+        self.root_path = config.root_path
+        self.max_header_size = config.max_header_size
+        self.websocket = config.ws != "none"
+        self.write_paused = False
+        self.read_paused = False
+        self.closed = False
+        self.closing = False
+        """Close once the current response is complete (shutdown, EOF from the client)."""
+
+    # -- asyncio.Protocol ------------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's are not subclasses
+        self.conn = HTTP11Connection(max_header_size=self.max_header_size, websocket=self.websocket)
+        self.client = client_address(transport)
+        self.server = server_address(transport)
+        self.scheme = "https" if transport.get_extra_info("sslcontext") else "http"
+        self.cycle: HTTPCycle | None = None
+        self.body_cycle: HTTPCycle | None = None
+        self.pending: deque[Event] = deque()
+        self.drain_waiters: list[asyncio.Future[None]] = []
+        self.idle_timer: asyncio.TimerHandle | None = None
+        self.state.connections.add(self)
+        self._became_idle()
+        if error_logger.isEnabledFor(TRACE):
+            error_logger.log(TRACE, "%s - HTTP connection made", self.client)
+
+    def data_received(self, data: bytes) -> None:
+        conn = self.conn
+        conn.receive_data(data)
+        events = conn.events_received()
+        if self.pending:
+            self.pending.extend(events)
+            self._update_reading()
+        else:
+            self._dispatch(events)
+
+    def eof_received(self) -> bool | None:
+        # A client may half-close after sending its request: answer it, then close.
+        if self.cycle is not None and self.body_cycle is None:
+            self.closing = True
+            self.pending.clear()
+            return True
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.state.connections.discard(self)
+        for cycle in (self.cycle, self.body_cycle):
+            if cycle is not None:
+                cycle.disconnect()
+        self.cycle = self.body_cycle = None
+        self.pending.clear()
+        self._wake_drain_waiters()
+        if self.idle_timer is not None:
+            self.idle_timer.cancel()
+            self.idle_timer = None
+        if error_logger.isEnabledFor(TRACE):
+            error_logger.log(TRACE, "%s - HTTP connection lost", self.client)
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        self._wake_drain_waiters()
+
+    # -- events from the parser ------------------------------------------------------------
+    def _dispatch(self, events: list[Event]) -> None:
+        for index, event in enumerate(events):
+            kind = type(event)
+            if kind is bytes:
+                cycle = self.body_cycle
+                if cycle is not None and cycle.state is not ResponseState.COMPLETE and cycle.feed_body(event):  # type: ignore[arg-type]
+                    self._update_reading()
+            elif kind is Request:
+                if self.cycle is not None or self.closing:
+                    self._defer(events, index)
+                    return
+                self._start_cycle(event)  # type: ignore[arg-type]
+            elif kind is EndOfMessage:
+                if self.body_cycle is not None:
+                    self.body_cycle.end_body()
+                    self.body_cycle = None
+            else:
+                if self.cycle is not None:
+                    self._defer(events, index)
+                    return
+                self._reject(event)  # type: ignore[arg-type]
+                return
+
+    def _defer(self, events: list[Event], index: int) -> None:
+        """Keep pipelined events until the current response is complete."""
+        self.pending.extend(events[index:])
+        self._update_reading()
+
+    def _start_cycle(self, request: Request) -> None:
+        self._cancel_idle()
+        if request.upgrade and self._upgrade(request):
+            return
+        scope = http_scope(request, scheme=self.scheme, client=self.client, server=self.server,
+                           root_path=self.root_path, state=self.state.app_state)
+        cycle = HTTPCycle(self, request, scope, self.access_format)
+        self.cycle = self.body_cycle = cycle
+        if self.closing:
+            cycle.keep_alive = False
+        limit = self.limit_concurrency
+        if limit is not None and (len(self.state.connections) > limit or len(self.state.tasks) >= limit):
+            error_logger.warning("Exceeded concurrency limit: answering 503")
+            self._reject(RequestError(503, "Service Unavailable"))
+            return
+        task = self.loop.create_task(cycle.run(self.app))
+        tasks = self.state.tasks
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+
+    def _upgrade(self, request: Request) -> bool:
+        """Hand a WebSocket handshake to the WebSocket protocol; False to serve it as HTTP."""
+        from asgisock.transport.websocket import upgrade_to_websocket
+
+        return upgrade_to_websocket(self, request)
+
+    def _reject(self, error: RequestError) -> None:
+        """Answer a request that must not reach the app, then close: its framing is in doubt."""
+        client = format_address(self.client)
+        if error.status >= 500:
+            error_logger.warning("%s - %s %s", client, error.status, error.reason)
+        else:
+            error_logger.info("%s - Invalid request: %s %s", client, error.status, error.reason)
+        self.cycle = self.body_cycle = None
+        self.pending.clear()
+        if not self.closed:
+            self.transport.write(error_response(error.status, error.reason))
+            self.transport.close()
+
+    # -- CycleOwner ------------------------------------------------------------------------
+    def write(self, data: bytes) -> None:
+        if not self.closed:
+            self.transport.write(data)
+
+    async def drain(self) -> None:
+        if self.closed:
+            raise ClientDisconnected("the client disconnected")
+        if not self.write_paused:
+            return
+        waiter = self.loop.create_future()
+        self.drain_waiters.append(waiter)
+        await waiter
+        if self.closed:
+            raise ClientDisconnected("the client disconnected")
+
+    def body_consumed(self) -> None:
+        self._update_reading()
+
+    def response_complete(self, keep_alive: bool) -> None:
+        self.cycle = None
+        if self.closed:
+            return
+        if not keep_alive or self.closing:
+            self.pending.clear()
+            self.transport.close()
+            return
+        if self.pending:
+            events = list(self.pending)
+            self.pending.clear()
+            self._dispatch(events)
+        if self.cycle is None:
+            self._became_idle()
+        self._update_reading()
+
+    # -- flow control and timers -----------------------------------------------------------
+    def _update_reading(self) -> None:
+        body = self.body_cycle
+        pause = bool(self.pending) or (body is not None and body.body_pending)
+        if pause == self.read_paused or self.closed:
+            return
+        self.read_paused = pause
+        if pause:
+            self.transport.pause_reading()
+        else:
+            self.transport.resume_reading()
+
+    def _wake_drain_waiters(self) -> None:
+        waiters, self.drain_waiters = self.drain_waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def _became_idle(self) -> None:
+        """Start the keep-alive clock; a partial request head does not stop it (slow clients)."""
+        self.idle_since = self.loop.time()
+        if self.idle_timer is None:
+            self.idle_timer = self.loop.call_at(self.idle_since + self.timeout_keep_alive, self._idle_check)
+
+    def _cancel_idle(self) -> None:
+        self.idle_since = -1.0
+
+    def _idle_check(self) -> None:
+        """One timer per connection, re-armed rather than recreated for every request."""
+        self.idle_timer = None
+        if self.closed or self.cycle is not None or self.idle_since < 0:
+            return
+        deadline = self.idle_since + self.timeout_keep_alive
+        if self.loop.time() >= deadline:
+            self.transport.close()
+        else:
+            self.idle_timer = self.loop.call_at(deadline, self._idle_check)
+
+    # -- shutdown --------------------------------------------------------------------------
+    def shutdown(self) -> None:
+        """Close now if idle, else after the response in flight."""
+        self.closing = True
+        self.pending.clear()
+        if self.cycle is None:
+            if not self.closed:
+                self.transport.close()
+        else:
+            self.cycle.keep_alive = False
+
