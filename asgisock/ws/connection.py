@@ -13,7 +13,17 @@ States (RFC 6455 §4.1 "_The WebSocket Connection is Established_" onwards,
     OPEN ──send_close()──▶ CLOSING ──peer's close / failure / EOF──▶ CLOSED
       └──────────── peer's close / failure / EOF ──────────────────▶ CLOSED
 
-``Closed`` is emitted exactly once, on entering CLOSED.
+``Closed`` is emitted exactly once, when receiving stops: on entering
+CLOSED, or earlier for a failure held back as explained below.
+
+Failing after messages. When the peer breaks the protocol right after
+messages it sent in the same read, the application has not yet had a chance
+to answer them; failing at once would cut its answers off, though they were
+logically sent before the failure (Autobahn TestSuite 3.2, 4.1.3, 5.15: the
+echo of a valid message must arrive before the close frame). So such a
+failure is reported (``Closed``) and reading stops at once, but the close
+frame is held, and sending stays allowed, until the application has seen the
+``Closed`` event: ``closed_delivered()``, ``send_close()`` or EOF releases it.
 """
 
 from __future__ import annotations
@@ -144,6 +154,8 @@ class WebSocketConnection:
         self._mask = b""
         # The data message in progress (its first frame has arrived, not its last).
         self._message: IncomingMessage | None = None
+        # The close frame payload of a failure that waits for the application.
+        self._held_close: bytes | None = None
         self._events: list[Event] = []
         self._output: list[bytes] = []
 
@@ -163,14 +175,16 @@ class WebSocketConnection:
         try:
             pos = self._parse(data)
         except ProtocolError as exc:
-            self._fail(exc.code, exc.reason)
+            self._fail(exc.code, exc.reason, hold=self._messages_pending())
             return
         if pos < len(data) and self._is_reading():
             self._buffer = data[pos:]
 
     def receive_eof(self) -> None:
         """The peer closed its side of the TCP connection."""
-        if self.state is not State.CLOSED:
+        if self._held_close is not None:
+            self._release_failure()
+        elif self.state is not State.CLOSED:
             # §7.1.5: without a close frame, the close code is 1006.
             self._close(CloseCode.ABNORMAL_CLOSURE, "")
 
@@ -186,6 +200,17 @@ class WebSocketConnection:
         data = b"".join(self._output)
         self._output.clear()
         return data
+
+    def closed_delivered(self) -> None:
+        """Tell the connection that the application has received ``Closed``.
+
+        For ASGI: when the app's ``receive()`` returns ``websocket.disconnect``.
+        Releases the close frame of a failure held back for the application
+        to answer earlier messages (see the module docstring), after which
+        ``close_transport_now()`` is True; otherwise it does nothing.
+        """
+        if self._held_close is not None:
+            self._release_failure()
 
     def close_transport_now(self) -> bool:
         """Whether the transport should write out ``data_to_send()`` and close TCP.
@@ -221,6 +246,7 @@ class WebSocketConnection:
 
         Raises ValueError for a code that may not go on the wire (§7.4) or a
         reason over 123 UTF-8 bytes (it must fit a 125-byte control frame).
+        After a held failure, the failure's own close frame goes out instead.
         """
         self._check_can_send()
         if not is_valid_close_code(code):
@@ -228,6 +254,9 @@ class WebSocketConnection:
         payload = encode_close(code, reason)
         if len(payload) > 125:
             raise ValueError("close reason longer than 123 bytes in UTF-8")
+        if self._held_close is not None:
+            self._release_failure()
+            return
         self._send_close_frame(payload)
         self._set_state(State.CLOSING)
 
@@ -252,30 +281,51 @@ class WebSocketConnection:
     # -- State -----------------------------------------------------------------------------
 
     def _is_reading(self) -> bool:
-        return self.state is not State.CLOSED
+        return self.state is not State.CLOSED and self._held_close is None
 
     def _set_state(self, state: State) -> None:
         if state not in _TRANSITIONS[self.state]:
             raise RuntimeError(f"invalid transition {self.state.name} -> {state.name}")
         self.state = state
 
-    def _close(self, code: int, reason: str) -> None:
-        """Enter CLOSED, report it once, and drop everything held for reading."""
-        self._set_state(State.CLOSED)
+    def _stop_reading(self, code: int, reason: str) -> None:
+        """Report Closed, once, and drop everything kept for reading."""
         self._events.append(Closed(code, reason))
         self._buffer = b""
         self._frame = None
         self._message = None
+
+    def _enter_closed(self) -> None:
+        self._set_state(State.CLOSED)
         if self.deflate is not None:
             self.deflate.close()
 
-    def _fail(self, code: int, reason: str) -> None:
+    def _close(self, code: int, reason: str) -> None:
+        self._stop_reading(code, reason)
+        self._enter_closed()
+
+    def _messages_pending(self) -> bool:
+        """Whether messages were reported that the application has not collected."""
+        return any(isinstance(event, TextMessage | BytesMessage) for event in self._events)
+
+    def _fail(self, code: int, reason: str, *, hold: bool) -> None:
         """§7.1.7 "Fail the WebSocket Connection": send a close frame if we have
         not yet ("the endpoint SHOULD send a Close frame with an appropriate
-        status code"), then stop reading and close TCP."""
+        status code"), stop reading, and close TCP. With ``hold``, the close
+        frame waits for the application to see Closed (module docstring)."""
+        self._stop_reading(code, reason)
+        if hold and not self.close_sent:
+            self._held_close = encode_close(code, reason)
+            return
         if not self.close_sent:
             self._send_close_frame(encode_close(code, reason))
-        self._close(code, reason)
+        self._enter_closed()
+
+    def _release_failure(self) -> None:
+        assert self._held_close is not None
+        self._send_close_frame(self._held_close)
+        self._held_close = None
+        self._enter_closed()
 
     # -- Parsing ---------------------------------------------------------------------------
 

@@ -474,6 +474,95 @@ def test_closed_reported_once() -> None:
     ]
 
 
+# -- Failing after messages the application may still answer ------------------------------
+
+
+def test_failure_after_message_waits_for_the_application() -> None:
+    # Autobahn 3.2: a valid message, a frame with RSV set, a ping, in one read.
+    # The echo of the valid message must go out before the close frame.
+    conn = feed(
+        client_frame(TEXT, b"Hello, world!")
+        + client_frame(TEXT, b"Hello, world!", rsv=2)
+        + client_frame(PING)
+    )
+    assert conn.events_received() == [
+        TextMessage("Hello, world!"),
+        Closed(CloseCode.PROTOCOL_ERROR, "reserved bits set"),
+    ]
+    assert conn.data_to_send() == b""  # no pong: reading stopped at the bad frame
+    assert not conn.close_transport_now()
+    conn.send_text("Hello, world!")  # the application's echo
+    assert server_frames(conn.data_to_send()) == [Frame(TEXT, b"Hello, world!")]
+    conn.receive_data(client_frame(TEXT, b"ignored"))
+    assert conn.events_received() == []
+    conn.closed_delivered()
+    assert server_frames(conn.data_to_send()) == [close_frame(1002, "reserved bits set")]
+    assert conn.close_sent
+    assert conn.state is State.CLOSED
+    assert conn.close_transport_now()
+    with pytest.raises(ConnectionClosedError):
+        conn.send_text("too late")
+
+
+def test_fragmented_message_then_failure() -> None:
+    # Autobahn 5.15: two fragments, a continuation with nothing to continue, a message.
+    conn = feed(
+        client_frame(TEXT, b"fragment1", fin=False)
+        + client_frame(CONT, b"fragment2")
+        + client_frame(CONT, b"fragment3", fin=False)
+        + client_frame(TEXT, b"fragment4")
+    )
+    assert conn.events_received() == [
+        TextMessage("fragment1fragment2"),
+        Closed(CloseCode.PROTOCOL_ERROR, "no message to continue"),
+    ]
+    conn.send_text("fragment1fragment2")
+    conn.closed_delivered()
+    frames = server_frames(conn.data_to_send())
+    assert [frame.opcode for frame in frames] == [TEXT, CLOSE]
+    assert conn.close_transport_now()
+
+
+def test_failure_without_pending_messages_is_immediate() -> None:
+    conn = feed(client_frame(TEXT, b"first"))
+    assert conn.events_received() == [TextMessage("first")]
+    conn.receive_data(client_frame(5))
+    assert_failed(conn, CloseCode.PROTOCOL_ERROR)
+    conn.closed_delivered()  # harmless
+    assert conn.data_to_send() == b""
+
+
+def test_send_close_releases_the_held_failure() -> None:
+    conn = feed(client_frame(BINARY, b"x") + client_frame(CONT))
+    assert isinstance(conn.events_received()[-1], Closed)
+    conn.send_close(1000)  # e.g. the application returned
+    assert server_frames(conn.data_to_send()) == [close_frame(1002, "no message to continue")]
+    assert conn.close_transport_now()
+
+
+def test_eof_releases_the_held_failure() -> None:
+    conn = feed(client_frame(BINARY, b"x") + client_frame(TEXT, b"\xff"))
+    assert conn.events_received() == [
+        BytesMessage(b"x"),
+        Closed(CloseCode.INVALID_DATA, "invalid UTF-8 in text message"),
+    ]
+    conn.receive_eof()
+    assert conn.events_received() == []  # Closed is reported once
+    assert server_frames(conn.data_to_send()) == [
+        close_frame(1007, "invalid UTF-8 in text message")
+    ]
+    assert conn.close_transport_now()
+
+
+def test_no_hold_after_our_close() -> None:
+    conn = WebSocketConnection()
+    conn.send_close()
+    conn.data_to_send()
+    conn.receive_data(client_frame(CONT))
+    assert conn.events_received() == [Closed(CloseCode.PROTOCOL_ERROR, "no message to continue")]
+    assert conn.close_transport_now()
+
+
 # -- max_size (code 1009) ------------------------------------------------------------------
 
 
