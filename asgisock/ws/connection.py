@@ -350,18 +350,20 @@ class WebSocketConnection:
         return pos
 
     def _on_data_header(self, header: FrameHeader, buf: bytes, pos: int) -> int:
-        self._check_data_frame(header)
         start = pos + header.size
         stop = start + header.length
         if (
             header.fin
-            and not header.rsv1
             and self._message is None
+            and header.opcode is not Opcode.CONTINUATION
+            and not (header.rsv1 or header.rsv2 or header.rsv3)
             and stop <= len(buf)
             and not self.close_sent
         ):
+            # A whole, valid, uncompressed message: the fast path.
             self._on_whole_message(header, buf, start, stop)
             return stop
+        self._check_data_frame(header)
         self._begin_frame(header)
         return start
 

@@ -107,25 +107,21 @@ def _fail(reason: str) -> ProtocolError:
     return ProtocolError(CloseCode.PROTOCOL_ERROR, reason)
 
 
-def _check_first_bytes(first: int, second: int) -> Opcode:
-    """Validate what the first two bytes alone tell, so a bad frame fails at once."""
-    opcode = _OPCODES[first & 0x0F]
-    if opcode is None:
+def _header_error(first: int, second: int) -> ProtocolError:
+    """Explain what is wrong with the first two bytes of a frame (cold path)."""
+    if _OPCODES[first & 0x0F] is None:
         # §5.2: "If an unknown opcode is received, the receiving endpoint MUST
         # _Fail the WebSocket Connection_."
-        raise _fail(f"reserved opcode {first & 0x0F}")
-    # §5.1: "The server MUST close the connection upon receiving a frame that
-    # is not masked."
+        return _fail(f"reserved opcode {first & 0x0F}")
     if not second & 0x80:
-        raise _fail("client frame is not masked")
-    if opcode >= 0x8:
-        # §5.5: "All control frames MUST have a payload length of 125 bytes or
-        # less and MUST NOT be fragmented."
-        if not first & 0x80:
-            raise _fail("fragmented control frame")
-        if second & 0x7F > 125:
-            raise _fail("control frame payload longer than 125 bytes")
-    return opcode
+        # §5.1: "The server MUST close the connection upon receiving a frame
+        # that is not masked."
+        return _fail("client frame is not masked")
+    # §5.5: "All control frames MUST have a payload length of 125 bytes or less
+    # and MUST NOT be fragmented."
+    if not first & 0x80:
+        return _fail("fragmented control frame")
+    return _fail("control frame payload longer than 125 bytes")
 
 
 def _extended_length(buf: bytes, pos: int, short: int) -> int:
@@ -152,16 +148,19 @@ def parse_header(buf: bytes, pos: int = 0) -> FrameHeader | None:
 
     Returns None while the header is incomplete. Raises ProtocolError for
     what is wrong in any context (reserved opcode, unmasked frame, bad control
-    frame, non-minimal length); RSV bits and fragmentation order depend on the
-    negotiated extensions and the message in progress, so the connection checks them.
+    frame, non-minimal length) as soon as the bytes that show it arrive; RSV
+    bits and fragmentation order depend on the negotiated extensions and the
+    message in progress, so the connection checks them.
     """
     available = len(buf) - pos
     if available < 2:
         return None
     first = buf[pos]
     second = buf[pos + 1]
-    opcode = _check_first_bytes(first, second)
+    opcode = _OPCODES[first & 0x0F]
     short = second & 0x7F
+    if opcode is None or second < 0x80 or (opcode >= 0x8 and (first < 0x80 or short > 125)):
+        raise _header_error(first, second)
     if short < 126:
         size, length = 6, short
     else:
@@ -171,15 +170,16 @@ def parse_header(buf: bytes, pos: int = 0) -> FrameHeader | None:
         length = _extended_length(buf, pos + 2, short)
     if available < size:
         return None
+    rsv = first & 0x70
     return FrameHeader(
-        fin=bool(first & 0x80),
-        rsv1=bool(first & 0x40),
-        rsv2=bool(first & 0x20),
-        rsv3=bool(first & 0x10),
-        opcode=opcode,
-        length=length,
-        mask=buf[pos + size - 4 : pos + size],
-        size=size,
+        first >= 0x80,
+        rsv >= 0x40,
+        bool(rsv & 0x20),
+        bool(rsv & 0x10),
+        opcode,
+        length,
+        buf[pos + size - 4 : pos + size],
+        size,
     )
 
 
