@@ -46,6 +46,7 @@ apply_mask(PyObject *self, PyObject *args)
     Py_buffer key;
     PyObject *result = NULL;
 
+    (void)self;
     if (!PyArg_ParseTuple(args, "y*y*:apply_mask", &data, &key)) {
         return NULL;
     }
@@ -87,6 +88,10 @@ static struct PyModuleDef speedups_module = {
     "C speedups for the WebSocket protocol core.",
     -1,
     speedups_methods,
+    NULL,
+    NULL,
+    NULL,
+    NULL,
 };
 
 PyMODINIT_FUNC

@@ -37,7 +37,7 @@ IMPLEMENTATIONS = pytest.mark.parametrize(
 )
 
 # Sizes around both the 8-byte stride of the C loop and the Python size switch.
-SIZES = [0, 1, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 125, 126, 511, 512, 513, 4099, 65536]
+SIZES = [0, 1, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 125, 126, 639, 640, 641, 4099, 65536]
 
 
 @IMPLEMENTATIONS
