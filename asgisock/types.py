@@ -6,7 +6,7 @@ describe their shape for the type checker and for readers.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Literal, NotRequired, TypedDict
 
 Headers = list[tuple[bytes, bytes]]
@@ -59,7 +59,7 @@ class LifespanScope(TypedDict):
 
 
 Scope = HTTPScope | WebSocketScope | LifespanScope
-Message = MutableMapping[str, Any]
+Message = dict[str, Any]
 """Messages are checked field by field when they arrive from the app, so they stay loosely typed."""
 
 Receive = Callable[[], Awaitable[Message]]

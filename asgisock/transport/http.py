@@ -246,6 +246,15 @@ class HTTPProtocol(asyncio.Protocol):
         else:
             self.idle_timer = self.loop.call_at(deadline, self._idle_check)
 
+    def detach(self) -> None:
+        """The connection now belongs to another protocol (a WebSocket upgrade)."""
+        self.state.connections.discard(self)
+        self.cycle = self.body_cycle = None
+        self.pending.clear()
+        if self.idle_timer is not None:
+            self.idle_timer.cancel()
+            self.idle_timer = None
+
     # -- shutdown --------------------------------------------------------------------------
     def shutdown(self) -> None:
         """Close now if idle, else after the response in flight."""

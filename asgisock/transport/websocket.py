@@ -1,15 +1,336 @@
-"""WebSocket connections, after the HTTP/1.1 upgrade."""
+"""The asyncio protocol for a WebSocket connection, after the HTTP/1.1 upgrade request.
+
+It owns the socket, the clock (keepalive pings, the closing-handshake timeout) and flow control;
+the RFC 6455 rules live in the sans-I/O :class:`~asgisock.ws.connection.WebSocketConnection` and
+the ASGI rules in :class:`~asgisock.asgi.ws_session.WebSocketSession`.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import asyncio
+import os
+from typing import TYPE_CHECKING, Any, Final
 
+from asgisock.asgi.scope import websocket_scope
+from asgisock.asgi.ws_session import WebSocketSession
+from asgisock.exceptions import ClientDisconnected
 from asgisock.http11.events import Request
+from asgisock.http11.writer import (
+    LAST_CHUNK,
+    Framing,
+    InvalidResponse,
+    ResponseHead,
+    check_name,
+    check_value,
+    encode_chunk,
+    encode_head,
+    error_response,
+)
+from asgisock.logging import TRACE, error_logger
+from asgisock.transport.addresses import format_address
+from asgisock.ws.connection import (
+    BytesMessage,
+    Closed,
+    PongReceived,
+    State,
+    TextMessage,
+    WebSocketConnection,
+)
+from asgisock.ws.deflate import DeflateSettings, PerMessageDeflate, negotiate
+from asgisock.ws.handshake import Handshake, HandshakeError, response_headers, validate_handshake
 
 if TYPE_CHECKING:
     from asgisock.transport.http import HTTPProtocol
+    from asgisock.transport.state import ServerState
+
+CLOSE_TIMEOUT: Final = 10.0
+"""Seconds to wait for the peer's close frame after sending ours, before dropping TCP."""
+SWITCHING: Final = b"HTTP/1.1 101 Switching Protocols\r\n"
 
 
-def upgrade_to_websocket(protocol: HTTPProtocol, request: Request) -> bool:
+def upgrade_to_websocket(http: HTTPProtocol, request: Request) -> bool:
     """Take over the connection for a WebSocket handshake; False serves the request as HTTP."""
-    return False
+    try:
+        handshake = validate_handshake(request.method, request.http_version, request.headers)
+    except HandshakeError as exc:
+        error_logger.info("%s - Invalid WebSocket handshake: %s %s", format_address(http.client),
+                          exc.status, exc.reason)
+        http.write(error_response(exc.status, exc.reason, extra=exc.headers))
+        http.transport.close()
+        return True
+    protocol = WebSocketProtocol(http.state, request, handshake)
+    http.detach()
+    transport = http.transport
+    transport.set_protocol(protocol)
+    protocol.attach(transport, http, http.conn.upgrade_data or b"")
+    return True
+
+
+class WebSocketProtocol(asyncio.Protocol):
+    """One WebSocket connection, from the handshake to the closed socket."""
+
+    def __init__(self, state: ServerState, request: Request, handshake: Handshake) -> None:
+        self.state = state
+        self.config = config = state.config
+        self.loop = state.loop
+        self.request = request
+        self.handshake = handshake
+        self.conn: WebSocketConnection | None = None
+        self.write_paused = False
+        self.read_paused = False
+        self.closed = False
+        self.shutting_down = False
+        self.pending_input: list[bytes] = []
+        self.drain_waiters: list[asyncio.Future[None]] = []
+        self.deny_head: ResponseHead | None = None
+        self.ping_timer: asyncio.TimerHandle | None = None
+        self.pong_timer: asyncio.TimerHandle | None = None
+        self.close_timer: asyncio.TimerHandle | None = None
+        self.ping_interval = config.ws_ping_interval
+        self.ping_timeout = config.ws_ping_timeout
+
+    def attach(self, transport: asyncio.Transport, http: HTTPProtocol, pending: bytes) -> None:
+        """Start where the HTTP protocol left off: same socket, handshake parsed."""
+        self.transport = transport
+        self.client = http.client
+        scope = websocket_scope(
+            self.request, scheme="wss" if http.scheme == "https" else "ws", client=http.client,
+            server=http.server, root_path=self.config.root_path, state=self.state.app_state,
+            subprotocols=self.handshake.subprotocols,
+        )
+        self.session = WebSocketSession(self, scope, self.config.ws_max_queue)
+        if pending:
+            self.pending_input.append(pending)
+        self._set_reading(False)  # nothing is read until the app accepts
+        self.state.connections.add(self)
+        task = self.loop.create_task(self.session.run(self.state.app))
+        self.state.tasks.add(task)
+        task.add_done_callback(self.state.tasks.discard)
+
+    # -- asyncio.Protocol ------------------------------------------------------------------
+    def data_received(self, data: bytes) -> None:
+        conn = self.conn
+        if conn is None:
+            self.pending_input.append(data)
+            self._set_reading(False)
+            return
+        conn.receive_data(data)
+        self._process(conn)
+
+    def eof_received(self) -> bool | None:
+        if self.conn is not None:
+            self.conn.receive_eof()
+            self._process(self.conn)
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.state.connections.discard(self)
+        for timer in (self.ping_timer, self.pong_timer, self.close_timer):
+            if timer is not None:
+                timer.cancel()
+        conn = self.conn
+        if conn is not None:
+            conn.receive_eof()
+            for event in conn.events_received():
+                if type(event) is Closed:
+                    self.session.disconnected(event.code, event.reason)
+        self.session.disconnected(1006, "")
+        self._wake_drain_waiters()
+        if error_logger.isEnabledFor(TRACE):
+            error_logger.log(TRACE, "%s - WebSocket connection lost", format_address(self.client))
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        self._wake_drain_waiters()
+
+    # -- events from the protocol core -----------------------------------------------------
+    def _process(self, conn: WebSocketConnection) -> None:
+        session = self.session
+        full = False
+        for event in conn.events_received():
+            kind = type(event)
+            if kind is TextMessage:
+                full = session.deliver({"type": "websocket.receive", "text": event.data})  # type: ignore[union-attr]
+            elif kind is BytesMessage:
+                full = session.deliver({"type": "websocket.receive", "bytes": event.data})  # type: ignore[union-attr]
+            elif kind is PongReceived:
+                self._pong_received()
+            elif kind is Closed:
+                session.disconnected(event.code, event.reason)  # type: ignore[union-attr]
+        data = conn.data_to_send()
+        if data and not self.closed:
+            self.transport.write(data)
+        if conn.close_transport_now():
+            self._close_transport()
+        elif full:
+            self._set_reading(False)
+
+    # -- SessionOwner ----------------------------------------------------------------------
+    def accept(self, subprotocol: str | None, headers: list[tuple[bytes, bytes]]) -> None:
+        if self.closed:
+            raise ClientDisconnected("the client disconnected during the handshake")
+        extension, deflate = self._negotiate()
+        lines = [SWITCHING]
+        try:
+            for name, value in response_headers(self.handshake, subprotocol, extension):
+                lines.append(name + b": " + value + b"\r\n")
+            for name, value in headers:
+                check_name(name)
+                check_value(value)
+                lines.append(name + b": " + value + b"\r\n")
+        except (ValueError, InvalidResponse) as exc:
+            raise RuntimeError(f"invalid websocket.accept: {exc}") from None
+        lines.append(self.state.defaults.encoded())
+        lines.append(b"\r\n")
+        self.transport.write(b"".join(lines))
+        self.conn = conn = WebSocketConnection(max_size=self.config.ws_max_size, deflate=deflate)
+        if self.ping_interval:
+            self.ping_timer = self.loop.call_later(self.ping_interval, self._send_keepalive_ping)
+        pending, self.pending_input = self.pending_input, []
+        for data in pending:
+            conn.receive_data(data)
+        self._process(conn)
+        if self.shutting_down:
+            self.close(1012, "server shutting down")
+        elif not self.session.queue_full:
+            self._set_reading(True)
+
+    def _negotiate(self) -> tuple[str | None, PerMessageDeflate | None]:
+        config = self.config
+        if not config.ws_per_message_deflate or not self.handshake.extensions:
+            return None, None
+        settings = DeflateSettings(
+            server_max_window_bits=config.ws_deflate_window_bits,
+            server_no_context_takeover=config.ws_deflate_no_context_takeover,
+            compress_threshold=config.ws_deflate_threshold,
+        )
+        result = negotiate(self.handshake.extensions, settings)
+        return (None, None) if result is None else result
+
+    def deny(self, status: int, headers: Any, body: bytes, more_body: bool) -> None:
+        self.deny_status = status
+        self.deny_headers = headers
+
+    def deny_body(self, body: bytes, more_body: bool) -> None:
+        head = self.deny_head
+        if head is None:
+            try:
+                head = encode_head(self.deny_status, self.deny_headers, self.state.defaults, head_request=False,
+                                   http11=True, keep_alive=False, body_length=None if more_body else len(body))
+            except InvalidResponse as exc:
+                raise RuntimeError(f"invalid websocket.http.response.start: {exc}") from None
+            self.deny_head = head
+            data = head.data
+        else:
+            data = b""
+        if head.framing is Framing.CHUNKED:
+            data += (encode_chunk(body) if body else b"") + (b"" if more_body else LAST_CHUNK)
+        elif head.framing is not Framing.NO_BODY:
+            data += body
+        self._write(data)
+        if not more_body:
+            self._close_transport()
+
+    def abort_handshake(self, status: int, reason: str) -> None:
+        if self.deny_head is None:
+            self._write(error_response(status, reason))
+        self._close_transport()
+
+    def send_data(self, data: str | bytes) -> None:
+        conn = self.conn
+        assert conn is not None
+        if type(data) is str:
+            conn.send_text(data)
+        else:
+            conn.send_bytes(data)  # type: ignore[arg-type]
+        if not self.closed:
+            self.transport.write(conn.data_to_send())
+
+    def close(self, code: int, reason: str) -> None:
+        conn = self.conn
+        if conn is None or conn.close_sent or self.closed:
+            return
+        conn.send_close(code, reason)
+        self._process(conn)
+        if not self.closed and self.close_timer is None:
+            self.close_timer = self.loop.call_later(CLOSE_TIMEOUT, self._close_timed_out)
+
+    def message_consumed(self) -> None:
+        if not self.closed and self.conn is not None and self.conn.state is not State.CLOSED:
+            self._set_reading(True)
+
+    async def drain(self) -> None:
+        if self.closed:
+            raise ClientDisconnected("the client disconnected")
+        if not self.write_paused:
+            return
+        waiter = self.loop.create_future()
+        self.drain_waiters.append(waiter)
+        await waiter
+        if self.closed:
+            raise ClientDisconnected("the client disconnected")
+
+    # -- timers ----------------------------------------------------------------------------
+    def _send_keepalive_ping(self) -> None:
+        """RFC 6455 §5.5.2: a ping the peer must answer; no pong in time means a dead peer."""
+        self.ping_timer = None
+        conn = self.conn
+        if self.closed or conn is None or conn.state is not State.OPEN:
+            return
+        conn.send_ping(os.urandom(4))
+        self._process(conn)
+        if self.ping_timeout and self.pong_timer is None:
+            self.pong_timer = self.loop.call_later(self.ping_timeout, self._keepalive_timed_out)
+        if self.ping_interval:
+            self.ping_timer = self.loop.call_later(self.ping_interval, self._send_keepalive_ping)
+
+    def _pong_received(self) -> None:
+        if self.pong_timer is not None:
+            self.pong_timer.cancel()
+            self.pong_timer = None
+
+    def _keepalive_timed_out(self) -> None:
+        self.pong_timer = None
+        error_logger.info("%s - WebSocket keepalive ping timed out: dropping the connection",
+                          format_address(self.client))
+        self.transport.abort()  # the app gets websocket.disconnect with 1006
+
+    def _close_timed_out(self) -> None:
+        self.close_timer = None
+        if not self.closed:
+            self.transport.abort()
+
+    # -- helpers ---------------------------------------------------------------------------
+    def _write(self, data: bytes) -> None:
+        if not self.closed and data:
+            self.transport.write(data)
+
+    def _close_transport(self) -> None:
+        if not self.closed:
+            self.transport.close()
+
+    def _set_reading(self, reading: bool) -> None:
+        if self.closed or reading != self.read_paused:
+            return
+        self.read_paused = not reading
+        if reading:
+            self.transport.resume_reading()
+        else:
+            self.transport.pause_reading()
+
+    def _wake_drain_waiters(self) -> None:
+        waiters, self.drain_waiters = self.drain_waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def shutdown(self) -> None:
+        """Server shutdown: 1012 (service restart) to an open connection, else just close."""
+        self.shutting_down = True
+        conn = self.conn
+        if conn is not None and conn.state is State.OPEN and not self.closed:
+            self.close(1012, "server shutting down")
