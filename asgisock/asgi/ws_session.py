@@ -34,6 +34,7 @@ class SessionOwner(Protocol):
     def close(self, code: int, reason: str) -> None: ...
     def abort_handshake(self, status: int, reason: str) -> None: ...
     def message_consumed(self) -> None: ...
+    def disconnect_delivered(self) -> None: ...
     async def drain(self) -> None: ...
 
 
@@ -75,15 +76,24 @@ class WebSocketSession:
         return len(self.queue) >= self.max_queue
 
     def disconnected(self, code: int, reason: str) -> None:
+        """The connection stopped receiving. The app learns it after the messages before it;
+        until then it may still answer them (``send()`` raises once nothing can be sent)."""
         if self.disconnect is not None:
             return
         self.disconnect = {"type": "websocket.disconnect", "code": code, "reason": reason}
-        if self.state is not SessionState.CLOSED:
+        if self.state is SessionState.CONNECTING:
             self.state = SessionState.CLOSED
         waiter = self.waiter
         if waiter is not None and not waiter.done():
             self.waiter = None
-            waiter.set_result(self.disconnect)
+            waiter.set_result(self._deliver_disconnect())
+
+    def _deliver_disconnect(self) -> Message:
+        assert self.disconnect is not None
+        if self.state is not SessionState.CLOSED:
+            self.state = SessionState.CLOSED
+            self.owner.disconnect_delivered()
+        return self.disconnect.copy()
 
     @property
     def queue_full(self) -> bool:
@@ -101,7 +111,7 @@ class WebSocketSession:
                 self.owner.message_consumed()
             return message
         if self.disconnect is not None:
-            return self.disconnect.copy()
+            return self._deliver_disconnect()
         if self.waiter is not None:
             raise RuntimeError("receive() called concurrently on one WebSocket")
         waiter: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
@@ -204,8 +214,11 @@ class WebSocketSession:
         self.state = SessionState.CLOSED
         if state is SessionState.CONNECTING or state is SessionState.DENYING:
             self.owner.abort_handshake(500, "Internal Server Error")
-        elif state is SessionState.CONNECTED and self.disconnect is None:
-            self.owner.close(code, reason)
+        elif state is SessionState.CONNECTED:
+            if self.disconnect is None:
+                self.owner.close(code, reason)
+            else:
+                self.owner.disconnect_delivered()
 
 
 def _data_of(message: Message) -> str | bytes:

@@ -31,6 +31,7 @@ from asgisock.transport.addresses import format_address
 from asgisock.ws.connection import (
     BytesMessage,
     Closed,
+    ConnectionClosedError,
     PongReceived,
     State,
     TextMessage,
@@ -161,6 +162,9 @@ class WebSocketProtocol(asyncio.Protocol):
                 self._pong_received()
             elif kind is Closed:
                 session.disconnected(event.code, event.reason)  # type: ignore[union-attr]
+                if self.close_timer is None and not self.closed:
+                    # Bounds how long a failure's close frame waits for the app to see it.
+                    self.close_timer = self.loop.call_later(CLOSE_TIMEOUT, self._close_timed_out)
         data = conn.data_to_send()
         if data and not self.closed:
             self.transport.write(data)
@@ -243,16 +247,26 @@ class WebSocketProtocol(asyncio.Protocol):
     def send_data(self, data: str | bytes) -> None:
         conn = self.conn
         assert conn is not None
-        if type(data) is str:
-            conn.send_text(data)
-        else:
-            conn.send_bytes(data)  # type: ignore[arg-type]
+        try:
+            if type(data) is str:
+                conn.send_text(data)
+            else:
+                conn.send_bytes(data)  # type: ignore[arg-type]
+        except ConnectionClosedError:
+            raise ClientDisconnected("the WebSocket connection is closed") from None
         if not self.closed:
             self.transport.write(conn.data_to_send())
 
+    def disconnect_delivered(self) -> None:
+        """The app has seen websocket.disconnect: a failure's close frame may go out now."""
+        conn = self.conn
+        if conn is not None and not self.closed:
+            conn.closed_delivered()
+            self._process(conn)
+
     def close(self, code: int, reason: str) -> None:
         conn = self.conn
-        if conn is None or conn.close_sent or self.closed:
+        if conn is None or conn.close_sent or self.closed or conn.state is State.CLOSED:
             return
         conn.send_close(code, reason)
         self._process(conn)
