@@ -60,10 +60,6 @@ class IncomingMessage:
         self._text: list[str] = []
         self._decoder = _Utf8Decoder() if is_text else None
 
-    @property
-    def compressed(self) -> bool:
-        return self._inflater is not None
-
     def check_frame_length(self, length: int) -> None:
         """Fail before reading a frame whose payload alone crosses ``max_size``.
 

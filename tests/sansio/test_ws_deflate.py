@@ -398,6 +398,12 @@ def test_max_size_counts_inflated_bytes() -> None:
     assert_failed(conn, CloseCode.MESSAGE_TOO_BIG)
 
 
+def test_no_max_size() -> None:
+    conn = connection(max_size=None)
+    conn.receive_data(Peer().message(BINARY, b"z" * 100_000))
+    assert conn.events_received() == [BytesMessage(b"z" * 100_000)]
+
+
 def test_max_size_across_compressed_fragments() -> None:
     compressed = Peer().compress(b"y" * 5000)
     conn = connection(max_size=4000)
