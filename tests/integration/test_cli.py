@@ -100,6 +100,12 @@ async def failing_startup(scope, receive, send):
     await send({"type": "lifespan.startup.failed", "message": "database unreachable"})
 
 
+async def hanging_startup(scope, receive, send):
+    await receive()
+    say("startup hanging")
+    await asyncio.get_running_loop().create_future()
+
+
 async def no_lifespan(scope, receive, send):
     if scope["type"] != "http":
         raise RuntimeError("only http is supported")
@@ -513,16 +519,16 @@ def test_port_in_use_is_one_line(app_dir: Path) -> None:
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
-def test_signal_shuts_down_gracefully(launch: Launcher, sig: signal.Signals) -> None:
-    cli = launch("cliapp:app", "--port", "0")
+def test_signal_shuts_down_gracefully(launch: Launcher, sig: signal.Signals, loop: str) -> None:
+    cli = launch("cliapp:app", "--port", "0", "--loop", loop)
     assert httpx.get(cli.url).status_code == 200
     stop_gracefully(cli, sig)
     assert cli.stdout.lines == ["lifespan startup", "lifespan shutdown"]
     assert cli.stderr.lines[-1].endswith(f"Finished server process [{cli.process.pid}]")
 
 
-def test_in_flight_request_finishes_during_shutdown(launch: Launcher) -> None:
-    cli = launch("cliapp:app", "--port", "0")
+def test_in_flight_request_finishes_during_shutdown(launch: Launcher, loop: str) -> None:
+    cli = launch("cliapp:app", "--port", "0", "--loop", loop)
     with cli.connect() as sock:
         sock.sendall(b"POST /slow HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\n")
         cli.stdout.wait_for("slow request started")
@@ -551,8 +557,8 @@ def test_graceful_shutdown_timeout_cuts_hung_request(launch: Launcher) -> None:
     assert "lifespan shutdown" in cli.stdout.lines
 
 
-def test_second_sigint_forces_exit(launch: Launcher) -> None:
-    cli = launch("cliapp:app", "--port", "0")
+def test_second_sigint_forces_exit(launch: Launcher, loop: str) -> None:
+    cli = launch("cliapp:app", "--port", "0", "--loop", loop)
     with cli.connect() as sock:
         sock.sendall(b"GET /hang HTTP/1.1\r\nHost: x\r\n\r\n")
         cli.stdout.wait_for("hang request started")
@@ -563,6 +569,29 @@ def test_second_sigint_forces_exit(launch: Launcher) -> None:
         assert cli.wait() == 0
         read_until_closed(sock)
     assert "Graceful shutdown timed out" not in cli.stderr.text
+
+
+def test_idle_keep_alive_connection_does_not_delay_shutdown(launch: Launcher) -> None:
+    cli = launch("cliapp:app", "--port", "0", "--timeout-keep-alive", "600")
+    with httpx.Client(timeout=timeout(5)) as client:
+        assert client.get(cli.url).status_code == 200  # the connection stays open, idle
+        cli.send_signal(signal.SIGTERM)
+        assert cli.wait(seconds=5) == 0
+
+
+@pytest.mark.xfail(strict=True, reason="signals are not acted on while lifespan startup runs: "
+                   "even a second SIGINT leaves the process hanging")
+def test_sigint_stops_a_server_whose_startup_hangs(launch: Launcher) -> None:
+    cli = launch("cliapp:hanging_startup", "--port", "0")
+    cli.stdout.wait_for("startup hanging")
+    cli.send_signal(signal.SIGINT)
+    cli.send_signal(signal.SIGINT)  # the documented force quit
+    try:
+        code = cli.wait(seconds=3)
+    except subprocess.TimeoutExpired:
+        pytest.fail("the server ignored SIGINT during startup")
+    assert code != 0
+    assert "asgisock running on" not in cli.stderr.text
 
 
 # -- lifespan ----------------------------------------------------------------------------------
