@@ -215,8 +215,9 @@ class WebSocketConnection:
     def close_transport_now(self) -> bool:
         """Whether the transport should write out ``data_to_send()`` and close TCP.
 
-        True once the closing handshake is complete, the connection failed or
-        the peer sent EOF. After a peer's close this is at once: §7.1.1 "the
+        True once the closing handshake is complete, the connection failed (for
+        a held failure: once released) or the peer sent EOF. After a peer's
+        close this is at once: §7.1.1 "the
         underlying TCP connection, in most normal cases, SHOULD be closed first
         by the server". After our own close, it waits for the peer's; bounding
         that wait is the transport's job (it owns the clock).
