@@ -137,13 +137,14 @@ class Output:
         with self._changed:
             return "\n".join(self.lines)
 
-    def wait_for(self, text: str, seconds: float = 10) -> str:
-        """The first line that contains ``text``, waiting for the child to write it."""
+    def wait_for(self, text: str | tuple[str, ...], seconds: float = 10) -> str:
+        """The first line that contains ``text`` (or one of them), waiting for the child to write it."""
+        texts = (text,) if isinstance(text, str) else text
         deadline = time.monotonic() + timeout(seconds)
         with self._changed:
             while True:
                 for line in self.lines:
-                    if text in line:
+                    if any(t in line for t in texts):
                         return line
                 remaining = deadline - time.monotonic()
                 if self.closed or remaining <= 0:
@@ -501,6 +502,25 @@ def test_file_descriptor(launch: Launcher) -> None:
     assert cli.port == port
     assert httpx.get(f"http://127.0.0.1:{port}").text == "hello"
     stop_gracefully(cli)
+
+
+@pytest.mark.xfail(strict=True, reason="with --fd and --uds it serves on the fd, logs the unix path, "
+                   "and deletes that path on exit although it never bound it")
+def test_fd_with_uds_neither_lies_nor_deletes_the_path(launch: Launcher, app_dir: Path) -> None:
+    path = app_dir / "other.sock"
+    with socket.socket(socket.AF_UNIX) as other, socket.socket() as sock:
+        other.bind(str(path))  # a socket file that belongs to another program
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+        cli = launch("cliapp:app", "--fd", str(sock.fileno()), "--uds", str(path), pass_fds=(sock.fileno(),))
+        line = cli.stderr.wait_for(("asgisock running on ", "Error: "))
+        if line.startswith("Error: "):  # refusing the combination is fine
+            assert cli.wait() == 2
+            assert "'--fd'" in line or "'--uds'" in line
+        else:  # and so is serving on one of them, saying which
+            assert cli.started() == f"http://127.0.0.1:{port}"
+            stop_gracefully(cli)
+        assert path.exists()
 
 
 @pytest.mark.xfail(strict=True, reason="a port in use ends with a traceback, not a one-line error")
