@@ -23,6 +23,19 @@ _TYPES: dict[str, Any] = {
 }
 
 
+class _LineList(click.ParamType):  # type: ignore[type-arg]
+    """A repeatable option whose environment variable holds one value per line."""
+
+    name = "text"
+    envvar_list_splitter = "\n"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        return value
+
+
+_LINES = _LineList()
+
+
 def _option(field: dataclasses.Field[Any]) -> click.Option:
     info: Setting = field.metadata["setting"]
     default = default_of(field)
@@ -33,7 +46,7 @@ def _option(field: dataclasses.Field[Any]) -> click.Option:
     if info.kind == "choice":
         return click.Option([flag, field.name], type=click.Choice(info.choices), default=default, **common)
     if info.kind == "list":
-        return click.Option([flag, field.name], multiple=True, metavar=info.metavar, **common)
+        return click.Option([flag, field.name], type=_LINES, multiple=True, metavar=info.metavar, **common)
     return click.Option([flag, field.name], type=_TYPES[info.kind], default=default,
                         metavar=info.metavar, **common)
 

@@ -33,6 +33,8 @@ class Setting:
     kind: Kind
     help: str
     choices: tuple[str, ...] = ()
+    flag_name: str | None = None
+    """The option's name when it differs from the field's (``headers`` is ``--header``)."""
     minimum: float | None = None
     maximum: float | None = None
     optional: bool = False
@@ -41,7 +43,7 @@ class Setting:
     group: str = "Server"
 
     def flag(self, name: str) -> str:
-        return "--" + name.replace("_", "-")
+        return "--" + (self.flag_name or name).replace("_", "-")
 
 
 def setting(default: Any, kind: Kind, help: str, **options: Any) -> Any:
@@ -117,8 +119,9 @@ class Config:
     # -- response headers
     server_header: bool = setting(True, "bool", "Add a 'Server: asgisock' header to responses.", group="Headers")
     date_header: bool = setting(True, "bool", "Add a 'Date' header to responses.", group="Headers")
-    headers: list[str] = setting([], "list", "Add a default response header (repeatable).",
-                                 metavar="NAME:VALUE", group="Headers")
+    headers: list[str] = setting([], "list", "Add a default response header (repeatable; in the "
+                                 "environment variable, one header per line).",
+                                 metavar="NAME:VALUE", flag_name="header", group="Headers")
     # -- logging
     log_level: str = setting("info", "choice", "Log level of the asgisock.error logger.", choices=LOG_LEVELS,
                              group="Logging")
@@ -136,6 +139,8 @@ class Config:
         for item in settings_fields():
             self._check(item.name, item.metadata["setting"], getattr(self, item.name))
         self.header_pairs = self._parse_headers()
+        if self.fd is not None and self.uds:
+            raise ConfigError("--fd", "cannot be combined with --uds")
 
     def _check(self, name: str, info: Setting, value: Any) -> None:
         flag = info.flag(name)
@@ -178,7 +183,10 @@ def default_of(item: dataclasses.Field[Any]) -> Any:
 
 
 def env_var(name: str) -> str:
-    return ENV_PREFIX + name.upper()
+    """``ASGISOCK_<OPTION>``: the option's name (``--header`` is ``ASGISOCK_HEADER``)."""
+    info = Config.__dataclass_fields__[name].metadata["setting"] if name in Config.__dataclass_fields__ else None
+    flag = info.flag(name) if info is not None else "--" + name
+    return ENV_PREFIX + flag[2:].replace("-", "_").upper()
 
 
 def _is_token(text: str) -> bool:

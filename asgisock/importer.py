@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import os
 import sys
 from typing import Any
 
@@ -30,10 +31,12 @@ def import_from_string(import_str: str) -> Any:
     return instance
 
 
-def load_app(app: Any, *, factory: bool, app_dir: str) -> Any:
+def load_app(app: Any, *, factory: bool, app_dir: str | os.PathLike[str]) -> Any:
     """Resolve the ``app`` setting into a callable, calling it first when it is a factory."""
     if isinstance(app, str):
-        sys.path.insert(0, app_dir)
+        directory = os.path.abspath(os.fspath(app_dir))
+        if directory not in sys.path:
+            sys.path.insert(0, directory)
         app = import_from_string(app)
     if factory:
         if not callable(app):

@@ -70,6 +70,11 @@ class Lifespan:
             error_logger.info("Application shutdown complete.")
         self.phase = Phase.STOPPED
 
+    def cancel(self) -> None:
+        """Stop the lifespan task (startup was interrupted)."""
+        if self._task is not None:
+            self._task.cancel()
+
     async def _exchange(self, message: Message) -> None:
         self._answered.clear()
         await self._receive_queue.put(message)

@@ -43,7 +43,7 @@ class LevelFormatter(logging.Formatter):
         return super().formatMessage(record)
 
 
-def configure_logging(log_level: str, log_config: str | None, access_log: bool) -> None:
+def configure_logging(log_level: str, log_config: str | os.PathLike[str] | None, access_log: bool) -> None:
     """Set up both loggers; a ``log_config`` file replaces the defaults entirely."""
     if log_config:
         _load_log_config(log_config)
@@ -63,7 +63,8 @@ def configure_logging(log_level: str, log_config: str | None, access_log: bool) 
         access_logger.setLevel(logging.INFO)
 
 
-def _load_log_config(path: str) -> None:
+def _load_log_config(path: str | os.PathLike[str]) -> None:
+    path = os.fspath(path)
     if path.endswith(".json"):
         with open(path) as file:
             logging.config.dictConfig(json.load(file))

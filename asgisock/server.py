@@ -68,10 +68,16 @@ class Server:
         self.lifespan = Lifespan(app, config.lifespan, state.app_state)
         pid = os.getpid()
         error_logger.info("Started server process [%d]", pid)
-        if not await self.lifespan.startup():
+        if not await self._startup(self.lifespan):
             self.exit_code = EXIT_STARTUP_FAILED
             return
-        await self._listen(state, sockets)
+        try:
+            await self._listen(state, sockets)
+        except (OSError, ConfigError) as exc:
+            self.exit_code = EXIT_IMPORT_ERROR
+            await self.lifespan.shutdown()  # undo the startup before saying why we stop
+            error_logger.error("Cannot listen on %s: %s", config.bind_description, exc)
+            return
         self.started = True
         self._log_started()
         if self.on_started is not None:
@@ -82,6 +88,20 @@ class Server:
                 await asyncio.wait_for(self._wakeup.wait(), TICK)
         await self._shutdown(state)
         error_logger.info("Finished server process [%d]", pid)
+
+    async def _startup(self, lifespan: Lifespan) -> bool:
+        """Run lifespan startup; a signal meanwhile abandons it (the app may hang there)."""
+        startup = asyncio.ensure_future(lifespan.startup())
+        while not startup.done():
+            await asyncio.wait([startup], timeout=TICK)
+            if self.should_exit and not startup.done():
+                startup.cancel()
+                error_logger.error("Application startup interrupted.")
+                with contextlib.suppress(asyncio.CancelledError):
+                    await startup
+                lifespan.cancel()
+                return False
+        return startup.result()
 
     async def _listen(self, state: ServerState, sockets: Sequence[socket.socket] | None) -> None:
         config = self.config
@@ -161,6 +181,7 @@ class Server:
             return
         loop = asyncio.get_running_loop()
         signals = (signal.SIGINT, signal.SIGTERM)
+        previous = {sig: signal.getsignal(sig) for sig in signals}
         for sig in signals:
             loop.add_signal_handler(sig, self.handle_exit, sig)
         try:
@@ -168,6 +189,7 @@ class Server:
         finally:
             for sig in signals:
                 loop.remove_signal_handler(sig)
+                signal.signal(sig, previous[sig])  # the embedding program's own handlers
 
     def handle_exit(self, sig: int) -> None:
         """First signal: graceful shutdown; a second one: stop waiting for anything."""

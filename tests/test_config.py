@@ -101,7 +101,6 @@ def test_malformed_header_is_rejected(header: str) -> None:
         Config(hello, headers=[header])
 
 
-@pytest.mark.xfail(strict=True, reason="header errors name '--header', the option is '--headers'")
 def test_malformed_header_names_the_option() -> None:
     with pytest.raises(ConfigError) as caught:
         Config(hello, headers=["nocolon"])

@@ -274,6 +274,11 @@ class HTTPCycle:
             self._fail(log=False)  # shutdown timed out: nothing more to say
             raise
         except Exception as exc:
+            if self.disconnected or _caused_by_disconnect(exc):
+                # A framework's own "client disconnected" error, raised from ours.
+                error_logger.debug("Client disconnected: %r", exc)
+                self._fail(log=False)
+                return
             if self.state is ResponseState.COMPLETE:
                 error_logger.error("Exception in ASGI application after the response was sent", exc_info=exc)
             else:
@@ -305,6 +310,17 @@ class HTTPCycle:
         self.status = 500
         self.owner.write(error_response(500, "Internal Server Error"))
         self.owner.response_complete(False)
+
+
+def _caused_by_disconnect(exc: BaseException) -> bool:
+    seen: BaseException | None = exc
+    for _ in range(8):
+        if seen is None:
+            return False
+        if isinstance(seen, ClientDisconnected):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def _body_of(message: Message) -> bytes:

@@ -163,8 +163,6 @@ def test_import_error_reaches_the_program(loop: str) -> None:
     assert not server.started
 
 
-@pytest.mark.xfail(strict=True, reason="serve() resets the program's SIGTERM handler to SIG_DFL "
-                   "instead of restoring it")
 def test_programs_signal_handlers_are_restored(loop: str) -> None:
     def programs_handler(signum: int, frame: FrameType | None) -> None:
         pass
@@ -182,8 +180,6 @@ def test_programs_signal_handlers_are_restored(loop: str) -> None:
         signal.signal(signal.SIGTERM, previous)
 
 
-@pytest.mark.xfail(strict=True, reason="Config accepts a pathlib.Path for app_dir, but the path "
-                   "is put on sys.path as is, where imports ignore it")
 @pytest.mark.usefixtures("saved_sys_path")
 def test_app_dir_as_a_path(loop: str, tmp_path: Path) -> None:
     (tmp_path / "embedded_app_module.py").write_text(
@@ -256,8 +252,6 @@ def test_run_from_a_script(tmp_path: Path) -> None:
     assert "Finished server process" in stderr
 
 
-@pytest.mark.xfail(strict=True, reason="run() accepts a pathlib.Path for log_config, then fails "
-                   "with AttributeError: 'PosixPath' object has no attribute 'endswith'")
 def test_run_with_log_config_as_a_path(tmp_path: Path) -> None:
     (tmp_path / "logging.json").write_text(
         '{"version": 1, "disable_existing_loggers": false,'

@@ -284,8 +284,6 @@ def test_client_leaving_an_endless_stream_ends_the_request(framework: str, harne
         assert get(server.url + "/items/1").status_code == 200
 
 
-@pytest.mark.xfail(strict=True, reason="the framework's ClientDisconnect, raised from asgisock's "
-                   "ClientDisconnected, is logged as 'Exception in ASGI application'")
 def test_client_leaving_a_stream_is_not_an_error(framework: str, harness: Harness, loop: str,
                                                  caplog: pytest.LogCaptureFixture) -> None:
     finished = threading.Event()
