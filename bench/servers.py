@@ -1,0 +1,158 @@
+"""How each server under test is started: one worker, access log off, pinned to CPU 0.
+
+Every server gets the same treatment where it has the setting: the raw ASGI app from
+``bench/apps.py``, uvloop, a 4096-connection backlog, a keep-alive timeout long enough for the
+idle-connection memory test, warnings-only logging. uvicorn runs with its fastest HTTP stack
+(httptools) and its default WebSocket backend (websockets-sansio), named explicitly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import resource
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+from env import BENCH_DIR, VENV
+
+SERVER_CPU: Final = "0"
+CLIENT_CPU: Final = "1"
+BACKLOG: Final = "4096"
+KEEP_ALIVE: Final = "300"  # seconds; the idle keep-alive memory test holds connections open
+START_TIMEOUT: Final = 30.0
+STOP_TIMEOUT: Final = 10.0
+CEILING: Final = "ceiling"
+SERVERS: Final = ("asgisock", "uvicorn", "granian", "hypercorn", CEILING)
+
+
+def server_argv(name: str, app: str, port: int) -> list[str]:
+    """The command line of ``name`` serving ``apps:<app>`` on 127.0.0.1:``port``."""
+    python = str(VENV / "bin" / "python")
+    target = f"apps:{app}"
+    if name == "asgisock":
+        return [
+            python, "-m", "asgisock", target, "--host", "127.0.0.1", "--port", str(port),
+            "--no-access-log", "--log-level", "warning", "--backlog", BACKLOG,
+            "--timeout-keep-alive", KEEP_ALIVE,
+        ]
+    if name == "uvicorn":
+        return [
+            python, "-m", "uvicorn", target, "--host", "127.0.0.1", "--port", str(port),
+            "--no-access-log", "--log-level", "warning", "--backlog", BACKLOG,
+            "--timeout-keep-alive", KEEP_ALIVE,
+            "--http", "httptools", "--loop", "uvloop", "--ws", "websockets-sansio",
+        ]
+    if name == "granian":
+        return [
+            str(VENV / "bin" / "granian"), "--interface", "asgi", "--loop", "uvloop",
+            "--workers", "1", "--http", "1", "--host", "127.0.0.1", "--port", str(port),
+            "--no-access-log", "--log-level", "warning", "--backlog", BACKLOG, target,
+        ]
+    if name == "hypercorn":
+        return [
+            str(VENV / "bin" / "hypercorn"), "--worker-class", "uvloop", "--workers", "1",
+            "--bind", f"127.0.0.1:{port}", "--log-level", "warning", "--backlog", BACKLOG,
+            "--keep-alive", KEEP_ALIVE, target,
+        ]
+    if name == CEILING:
+        return [python, str(BENCH_DIR / "ceiling.py"), "--port", str(port), "--backlog", BACKLOG]
+    raise ValueError(f"unknown server {name!r}")
+
+
+def file_limit() -> int:
+    """The most open files a process may have here: the hard limit."""
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+
+
+def pinned(cpu: str, argv: list[str]) -> list[str]:
+    """``argv`` with the open-files limit raised to the hard limit, on one CPU."""
+    limit = file_limit()
+    return ["prlimit", f"--nofile={limit}:{limit}", "taskset", "-c", cpu, *argv]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def responds(port: int) -> bool:
+    """True once a plain GET gets an HTTP response: the worker is up, not only the socket."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=2.0) as sock:
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+            return sock.recv(16).startswith(b"HTTP/1.1 ")
+    except OSError:
+        return False
+
+
+class ServerError(Exception):
+    """A server did not start, or died during a measurement."""
+
+
+@dataclass
+class RunningServer:
+    name: str
+    port: int
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def check_alive(self) -> None:
+        if self.process.poll() is not None:
+            raise ServerError(f"{self.name} exited with status {self.process.returncode}:\n"
+                              + self.log_tail())
+
+    def log_tail(self, lines: int = 20) -> str:
+        text = self.log.read_text(errors="replace") if self.log.exists() else ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def stop(self) -> None:
+        """SIGINT (a graceful stop for every server), then SIGKILL to the whole group."""
+        if self.process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGINT)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.process.wait(timeout=STOP_TIMEOUT)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait()
+
+
+def start(name: str, app: str, log_dir: Path, source: Path | None = None) -> RunningServer:
+    """Start ``name`` serving ``apps:<app>``; ``source`` puts another asgisock tree first."""
+    port = free_port()
+    log = log_dir / f"{name}.log"
+    path = [str(source)] if source is not None else []
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([*path, str(BENCH_DIR)]),
+        "PYTHONDONTWRITEBYTECODE": "1",
+    }
+    with log.open("ab") as log_file:
+        process = subprocess.Popen(
+            pinned(SERVER_CPU, server_argv(name, app, port)),
+            cwd=BENCH_DIR,
+            env=env,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    server = RunningServer(name, port, process, log)
+    deadline = time.monotonic() + START_TIMEOUT
+    while not responds(port):
+        if process.poll() is not None or time.monotonic() > deadline:
+            server.stop()
+            raise ServerError(f"{name} did not start:\n{server.log_tail()}")
+        time.sleep(0.05)
+    return server
