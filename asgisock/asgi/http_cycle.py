@@ -45,6 +45,7 @@ class CycleOwner(Protocol):
     async def drain(self) -> None: ...
     def body_consumed(self) -> None: ...
     def response_complete(self, keep_alive: bool) -> None: ...
+    def app_finished(self, cycle: HTTPCycle) -> None: ...
 
 
 class ResponseState(enum.Enum):
@@ -76,6 +77,7 @@ class HTTPCycle:
         "start_time",
         "state",
         "status",
+        "task",
         "waiter",
     )
 
@@ -99,6 +101,8 @@ class HTTPCycle:
         self.head: ResponseHead | None = None
         self.bytes_sent = 0
         self.start_time = time.monotonic() if access_format is not None else 0.0
+        self.task: asyncio.Task[None] | None = None
+        """The task running the app; it leaves the server's task set when the app returns."""
 
     # -- fed by the transport --------------------------------------------------------------
     def feed_body(self, data: bytes) -> bool:
@@ -110,7 +114,8 @@ class HTTPCycle:
 
     def end_body(self) -> None:
         self.more_body = False
-        self._wake()
+        if self.waiter is not None:
+            self._wake()
 
     def disconnect(self) -> None:
         self.disconnected = True
@@ -175,23 +180,22 @@ class HTTPCycle:
             else:
                 raise RuntimeError(_order_error(kind, state))
         elif kind == "http.response.start" and state is ResponseState.NOT_STARTED:
-            self._start(message)
-            return
+            status = message.get("status")
+            if type(status) is not int or not 100 <= status <= 599:
+                raise RuntimeError(f"invalid status in http.response.start: {status!r}")
+            self.status = status
+            self.response_headers = message.get("headers", ())
+            self.state = ResponseState.STARTED
+            return  # the head waits for the first body message (ASGI allows it)
         else:
             raise RuntimeError(_order_error(kind, state))
         if self.owner.write_paused:
             await self.owner.drain()
 
-    def _start(self, message: Message) -> None:
-        status = message.get("status")
-        if type(status) is not int or not 100 <= status <= 599:
-            raise RuntimeError(f"invalid status in http.response.start: {status!r}")
-        self.status = status
-        self.response_headers = message.get("headers", ())
-        self.state = ResponseState.STARTED
-
     def _first_body(self, message: Message) -> None:
-        body = _body_of(message)
+        body = message.get("body", b"")
+        if type(body) is not bytes:
+            body = _body_of(message)
         more = message.get("more_body", False)
         try:
             head = encode_head(
@@ -226,7 +230,9 @@ class HTTPCycle:
             self._complete()
 
     def _more_body(self, message: Message) -> None:
-        body = _body_of(message)
+        body = message.get("body", b"")
+        if type(body) is not bytes:
+            body = _body_of(message)
         more = message.get("more_body", False)
         head = self.head
         assert head is not None
@@ -259,7 +265,8 @@ class HTTPCycle:
         if self.access_format is not None and access_logger.isEnabledFor(20):
             log_access(self.access_format, self.scope, self.status, list(self.response_headers),
                        self.bytes_sent, time.monotonic() - self.start_time)
-        self._wake()
+        if self.waiter is not None:
+            self._wake()
         self.owner.response_complete(self.keep_alive)
 
     # -- running the app -----------------------------------------------------------------
@@ -289,6 +296,8 @@ class HTTPCycle:
                 error_logger.error("ASGI callable should return None, but returned %r", result)
             if self.state is not ResponseState.COMPLETE:
                 self._fail(log=True)
+        finally:
+            self.owner.app_finished(self)
 
     def _fail(self, *, log: bool) -> None:
         """End a cycle whose app did not finish its response: 500 if nothing was sent, else close."""

@@ -19,19 +19,17 @@ def split_target(target: bytes) -> tuple[bytes, bytes]:
     if target[:1] != b"/" and target != b"*":
         parsed = httptools.parse_url(target)
         return parsed.path or b"/", parsed.query or b""
+    if b"#" in target:  # never sent by a conforming client; dropped as a browser would
+        target = target.partition(b"#")[0]
     path, _, query = target.partition(b"?")
-    path = path.partition(b"#")[0]
-    return path, query.partition(b"#")[0]
+    return path, query
 
 
 def decode_path(raw_path: bytes) -> str:
     """Percent-decode, then decode UTF-8 (ASGI: "with percent-encoded sequences and UTF-8 byte
     sequences decoded into characters"); undecodable bytes become U+FFFD."""
-    if b"%" not in raw_path:
-        try:
-            return raw_path.decode("ascii")
-        except UnicodeDecodeError:
-            pass
+    if b"%" not in raw_path and raw_path.isascii():
+        return raw_path.decode("ascii")
     return unquote_to_bytes(raw_path).decode("utf-8", "replace")
 
 
@@ -44,8 +42,13 @@ def http_scope(
     root_path: str,
     state: dict[str, Any],
 ) -> dict[str, Any]:
-    raw_path, query = split_target(request.target)
-    path = decode_path(raw_path)
+    target = request.target
+    if target[0] == 0x2F and b"#" not in target:  # origin-form "/...": the common case, inlined
+        mark = target.find(b"?")
+        raw_path, query = (target, b"") if mark < 0 else (target[:mark], target[mark + 1 :])
+    else:
+        raw_path, query = split_target(target)
+    path = raw_path.decode("ascii") if b"%" not in raw_path and raw_path.isascii() else decode_path(raw_path)
     if root_path:
         # The path an app sees includes its mount point (ASGI "root_path"; Starlette relies on it).
         path = root_path + path

@@ -41,17 +41,23 @@ STATUS_LINES: Final = {status: _status_line(status) for status in range(100, 600
 _CHECKED_NAMES: dict[bytes, bytes] = {}
 """Names that passed the token check, mapped to their lower-case form (bounded, see below)."""
 _MAX_CHECKED_NAMES: Final = 1024
+_CHECKED_VALUES: set[bytes] = set()
+"""Short values that passed the check: apps send the same few (content types) over and over."""
+_MAX_CHECKED_VALUES: Final = 4096
+_MAX_CACHED_VALUE: Final = 64
 
 
 class DefaultHeaders:
     """``Server``, ``Date`` and ``--header`` fields, encoded once (``Date`` once a second)."""
 
-    __slots__ = ("_date_second", "_encoded", "_fixed", "_with_date", "names")
+    __slots__ = ("_date_second", "_encoded", "_fixed", "_with_date", "names", "special")
 
     def __init__(self, *, server: bool, date: bool, extra: Iterable[tuple[bytes, bytes]] = ()) -> None:
         pairs = [(b"server", b"asgisock")] if server else []
         pairs.extend(extra)
         self.names = frozenset(name for name, _ in pairs) | ({b"date"} if date else set())
+        self.special = self.names | {b"content-length", b"transfer-encoding", b"connection"}
+        """Names :func:`encode_head` looks at more closely."""
         self._fixed = b"".join(name + b": " + value + b"\r\n" for name, value in pairs)
         self._with_date = date
         self._date_second = -1
@@ -98,8 +104,11 @@ def check_name(name: Any) -> bytes:
 
 
 def check_value(value: Any) -> bytes:
-    if not isinstance(value, bytes) or FORBIDDEN_VALUE_RE.search(value) is not None:
+    """``value`` if it is a valid field value (RFC 9110 §5.5), else InvalidResponse."""
+    if type(value) is not bytes or FORBIDDEN_VALUE_RE.search(value) is not None:
         raise InvalidResponse(f"invalid header value {value!r}")
+    if len(value) <= _MAX_CACHED_VALUE and len(_CHECKED_VALUES) < _MAX_CHECKED_VALUES:
+        _CHECKED_VALUES.add(value)
     return value
 
 
@@ -123,27 +132,33 @@ def encode_head(
     parts = [STATUS_LINES[status] if http11 else b"HTTP/1.0" + STATUS_LINES[status][8:]]
     content_length: int | None = None
     seen_defaults: set[bytes] | None = None
-    default_names = defaults.names
-    for header in headers:
-        name, value = header
-        lower = check_name(name)
-        check_value(value)
-        if lower == b"content-length":
-            if content_length is not None or not value.isdigit() or not value.isascii():
-                raise InvalidResponse(f"invalid content-length {value!r}")
-            content_length = int(value)
-        elif lower == b"transfer-encoding":
-            # ASGI HTTP spec: "You may send a Transfer-Encoding header in this message, but the
-            # server must ignore it." The framing below is the server's own.
-            continue
-        elif lower == b"connection":
-            if has_token(value, b"close"):
-                keep_alive = False
-            continue  # connection management is the server's (RFC 9110 §7.6.1)
-        elif lower in default_names:
-            seen_defaults = seen_defaults or set()
-            seen_defaults.add(lower)
-        parts.append(name + b": " + value + b"\r\n")
+    names = _CHECKED_NAMES
+    values = _CHECKED_VALUES
+    special = defaults.special
+    try:
+        for name, value in headers:
+            lower = names.get(name) or check_name(name)
+            if value not in values:
+                check_value(value)
+            if lower in special:
+                if lower == b"content-length":
+                    if content_length is not None or not value.isdigit() or not value.isascii():
+                        raise InvalidResponse(f"invalid content-length {value!r}")
+                    content_length = int(value)
+                elif lower == b"transfer-encoding":
+                    # ASGI HTTP spec: "You may send a Transfer-Encoding header in this message,
+                    # but the server must ignore it." The framing below is the server's own.
+                    continue
+                elif lower == b"connection":
+                    if has_token(value, b"close"):
+                        keep_alive = False
+                    continue  # connection management is the server's (RFC 9110 §7.6.1)
+                else:
+                    seen_defaults = seen_defaults or set()
+                    seen_defaults.add(lower)
+            parts += (name, b": ", value, b"\r\n")
+    except (TypeError, ValueError) as exc:  # not an iterable of [bytes, bytes] pairs
+        raise InvalidResponse(f"invalid headers {headers!r}: {exc}") from None
     parts.append(defaults.encoded() if seen_defaults is None else defaults.without(seen_defaults))
     no_body = head_request or status < 200 or status == 204 or status == 304
     if no_body:

@@ -135,7 +135,7 @@ class HTTPProtocol(asyncio.Protocol):
         self._update_reading()
 
     def _start_cycle(self, request: Request) -> None:
-        self._cancel_idle()
+        self.idle_since = -1.0  # busy: the keep-alive clock stops
         if request.upgrade and self._upgrade(request):
             return
         scope = http_scope(request, scheme=self.scheme, client=self.client, server=self.server,
@@ -149,10 +149,8 @@ class HTTPProtocol(asyncio.Protocol):
             error_logger.warning("Exceeded concurrency limit: answering 503")
             self._reject(RequestError(503, "Service Unavailable"))
             return
-        task = self.loop.create_task(cycle.run(self.app))
-        tasks = self.state.tasks
-        tasks.add(task)
-        task.add_done_callback(tasks.discard)
+        cycle.task = task = self.loop.create_task(cycle.run(self.app))
+        self.state.tasks.add(task)
 
     def _upgrade(self, request: Request) -> bool:
         """Hand a WebSocket handshake to the WebSocket protocol; False to serve it as HTTP."""
@@ -189,6 +187,10 @@ class HTTPProtocol(asyncio.Protocol):
         if self.closed:
             raise ClientDisconnected("the client disconnected")
 
+    def app_finished(self, cycle: HTTPCycle) -> None:
+        if cycle.task is not None:
+            self.state.tasks.discard(cycle.task)
+
     def body_consumed(self) -> None:
         self._update_reading()
 
@@ -205,8 +207,11 @@ class HTTPProtocol(asyncio.Protocol):
             self.pending.clear()
             self._dispatch(events)
         if self.cycle is None:
-            self._became_idle()
-        self._update_reading()
+            self.idle_since = self.loop.time()
+            if self.idle_timer is None:
+                self._became_idle()
+        if self.read_paused:
+            self._update_reading()
 
     # -- flow control and timers -----------------------------------------------------------
     def _update_reading(self) -> None:
@@ -231,9 +236,6 @@ class HTTPProtocol(asyncio.Protocol):
         self.idle_since = self.loop.time()
         if self.idle_timer is None:
             self.idle_timer = self.loop.call_at(self.idle_since + self.timeout_keep_alive, self._idle_check)
-
-    def _cancel_idle(self) -> None:
-        self.idle_since = -1.0
 
     def _idle_check(self) -> None:
         """One timer per connection, re-armed rather than recreated for every request."""
