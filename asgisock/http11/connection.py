@@ -1,26 +1,46 @@
 """HTTP/1.1 request side, sans-I/O: bytes in, request events out.
 
-llhttp (through httptools) does the tokenising; this module adds what a server must decide on
-top of it (RFC 9112): limits on the request head, which versions and transfer codings are
-served, keep-alive, ``Expect``, and which requests are protocol upgrades. It never touches a
-socket or an event loop, so every rule is tested with plain bytes.
+llhttp (through httptools) does the tokenising, in its strict mode: it already refuses bare CR
+and bare LF, obs-fold, whitespace before a colon, invalid field names, CTLs in values and the
+target, Content-Length with Transfer-Encoding, duplicate or non-numeric Content-Length, a
+``chunked`` that is not the final coding, and malformed chunk lines. This module adds what a
+server must decide on top of it (RFC 9112): limits on the request head and the chunk framing,
+which versions, targets, ``Host`` values and transfer codings are served, keep-alive,
+``Expect``, and which requests are protocol upgrades. It never touches a socket or an event
+loop, so every rule is tested with plain bytes.
 """
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Final, NoReturn
 
 import httptools
 
 from asgisock.http11.events import END_OF_MESSAGE, Event, Request, RequestError
-from asgisock.http11.headers import has_token
+from asgisock.http11.headers import HOST_RE, has_token, list_members, parse_digits
 
 MAX_HEADER_COUNT: Final = 100
 """Requests with more header fields get 431 (as Apache's LimitRequestFields)."""
 
+_WATCHED: Final = frozenset({b"host", b"expect", b"transfer-encoding", b"content-length"})
+"""Fields whose values decide how the request is framed or answered; kept aside as they arrive."""
+
+_SLICE: Final = 65536
+"""Bytes fed to llhttp at once. Chunk extensions and trailers are bounded between feeds, so a
+feed that ends in them may hide up to this many bytes from the limit."""
+
 
 class _Reject(Exception):
     """Raised inside a parser callback to stop parsing; the error is kept on the connection."""
+
+
+def _new_parser(protocol: object) -> httptools.HttpRequestParser:
+    parser = httptools.HttpRequestParser(protocol)
+    # llhttp only knows HTTP/0.9, 1.0, 1.1 and 2.0 and calls any other version malformed (400).
+    # Let every DIGIT.DIGIT through so that the version rules below apply: RFC 9112 §2.3 serves
+    # a higher 1.x as 1.1, and other major versions get 505 (RFC 9110 §15.6.6).
+    parser.set_dangerous_leniencies(lenient_version=True)
+    return parser
 
 
 class HTTP11Connection:
@@ -28,55 +48,77 @@ class HTTP11Connection:
 
     Events: a :class:`Request` once its head is complete, then ``bytes`` chunks of its body, then
     :data:`END_OF_MESSAGE`; or a single :class:`RequestError` after which the connection is
-    unusable (the caller answers it and closes, as the framing can no longer be trusted).
+    unusable (the caller answers it and closes, as the framing can no longer be trusted). After
+    a WebSocket upgrade request no more events come: the bytes that follow its head belong to
+    the new protocol and collect in :attr:`upgrade_data`.
     """
 
     __slots__ = (
         "_accounted",
-        "_body_seen",
+        "_authority",
+        "_body_length",
+        "_chunk_open",
+        "_chunked",
         "_events",
-        "_expect",
+        "_framing_run",
         "_head_bytes",
         "_headers",
+        "_in_chunked_body",
         "_in_head",
         "_max_header_size",
         "_parser",
+        "_progress",
         "_rejected",
-        "_te",
+        "_switched",
         "_upgrade_websocket",
         "_url",
+        "_valid_host",
+        "_watched",
         "errored",
         "upgrade_data",
     )
 
     def __init__(self, *, max_header_size: int = 65536, websocket: bool = True) -> None:
-        self._parser = httptools.HttpRequestParser(self)
+        self._parser = _new_parser(self)
         self._max_header_size = max_header_size
         self._events: list[Event] = []
         self._url = b""
         self._headers: list[tuple[bytes, bytes]] = []
+        self._watched: list[tuple[bytes, bytes]] = []
         self._head_bytes = 0
         self._in_head = False
-        self._expect: bytes | None = None
-        self._te: bytes | None = None
+        self._authority: bytes | None = None
+        self._valid_host: bytes | None = None
+        self._chunked = False
+        self._body_length = 0
+        self._in_chunked_body = False
+        self._chunk_open = False
+        self._progress = False
+        self._framing_run = 0
         self._rejected: RequestError | None = None
         self._upgrade_websocket = websocket
-        self._body_seen = False
+        self._switched = False
         self._accounted = 0
         self.errored = False
         self.upgrade_data: bytes | None = None
         """Bytes after a WebSocket upgrade request's head: they belong to the new protocol."""
 
     # -- feeding -------------------------------------------------------------------------
-    def receive_data(self, data: bytes) -> None:
+    def receive_data(self, data: bytes | memoryview) -> None:
+        if self._switched:
+            self.upgrade_data = (self.upgrade_data or b"") + data
+            return
         if self.errored:
+            return
+        if len(data) > _SLICE:
+            self._receive_slices(data)
             return
         continued = self._in_head
         self._accounted = 0
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade as exc:
-            self._on_upgrade(data, exc.args[0])
+            self._on_upgrade(bytes(data[exc.args[0] :]))
         except _Reject:
             self._fail(self._rejected or RequestError(400, "Bad Request"))
         except httptools.HttpParserCallbackError:
@@ -93,7 +135,15 @@ class HTTP11Connection:
                 # so far (this chunk, less what earlier messages in it used).
                 self._head_bytes += len(data) if continued else len(data) - self._accounted
                 if self._head_bytes > self._max_header_size:
-                    self._fail(RequestError(431, "Request header fields too large"))
+                    self._fail(self._too_large(self._head_bytes))
+            elif self._in_chunked_body:
+                self._bound_chunk_framing(len(data))
+
+    def _receive_slices(self, data: bytes | memoryview) -> None:
+        """Limits are checked between feeds: slices keep what one feed can hide from them small."""
+        view = memoryview(data)
+        for start in range(0, len(view), _SLICE):
+            self.receive_data(view[start : start + _SLICE])
 
     def events_received(self) -> list[Event]:
         events, self._events = self._events, []
@@ -103,11 +153,12 @@ class HTTP11Connection:
     def on_message_begin(self) -> None:
         self._url = b""
         self._headers = []
+        self._watched = []
         self._head_bytes = 0
         self._in_head = True
-        self._expect = None
-        self._te = None
-        self._body_seen = False
+        self._authority = None
+        self._chunked = False
+        self._body_length = 0
 
     def on_url(self, url: bytes) -> None:
         self._url += url
@@ -118,42 +169,184 @@ class HTTP11Connection:
         if not self._in_head:
             return  # trailer fields (RFC 9112 §7.1.2): read and dropped, never merged into headers
         name = name.lower()
-        self._headers.append((name, value))
-        if len(self._headers) > MAX_HEADER_COUNT:
+        # RFC 9112 §5.1: the field value does not include leading or trailing whitespace (llhttp
+        # drops the leading part only).
+        value = value.rstrip(b" \t")
+        headers = self._headers
+        headers.append((name, value))
+        if len(headers) > MAX_HEADER_COUNT:
             self._reject(431, "Too many header fields")
-        if name == b"expect":
-            self._expect = value
-        elif name == b"transfer-encoding":
-            self._te = value if self._te is None else self._te + b"," + value
+        if name in _WATCHED:
+            self._watched.append((name, value))
 
     def on_headers_complete(self) -> None:
         self._in_head = False
         size = len(self._url) + sum(len(n) + len(v) + 4 for n, v in self._headers)
         self._accounted += size
         if size > self._max_header_size:
-            self._reject(431, "Request header fields too large")
+            error = self._too_large(size)
+            self._reject(error.status, error.reason)
         parser = self._parser
         version = parser.get_http_version()
         if version != "1.1" and version != "1.0":
-            self._reject(505, "HTTP version not supported")
-        if self._te is not None:
-            self._check_transfer_encoding(self._te, version)
-        if self._expect is not None and self._expect.lower() != b"100-continue":
-            self._reject(417, "Expectation failed")
-        self._events.append(self._make_request(parser.get_method(), version))
+            version = self._other_version(version)
+        method = parser.get_method()
+        if method == b"CONNECT":
+            # RFC 9110 §9.3.6: CONNECT asks for a tunnel, which only a proxy provides; an ASGI app
+            # cannot. Whatever follows the head would be tunnel data, so the connection closes.
+            self._reject(501, "CONNECT is not supported")
+        target = self._url
+        if target[:1] != b"/" or b"#" in target:
+            self._check_target(method, target)
+        watched = self._watched
+        if len(watched) == 1 and watched[0][0] == b"host":  # most requests: no body, no Expect
+            self._check_host(version, watched[0][1], 1)
+            expect_continue = False
+        else:
+            expect_continue = self._check_fields(version, watched)
+        request = self._make_request(method, version, expect_continue)
+        if request.upgrade and (self._chunked or self._body_length):
+            # A handshake is a GET without content (RFC 6455 §4.1); here the bytes after the
+            # head would be read as a body by some and as WebSocket frames by others.
+            self._reject(400, "WebSocket handshake with a body")
+        self._in_chunked_body = self._progress = self._chunked
+        self._events.append(request)
 
     def on_body(self, body: bytes) -> None:
         self._accounted += len(body)
+        self._progress = True
         self._events.append(body)
 
     def on_chunk_header(self) -> None:
         self._accounted += 5  # the shortest chunk framing: "1\r\n" + "\r\n"
+        self._progress = True
+        self._chunk_open = True
+
+    def on_chunk_complete(self) -> None:
+        self._chunk_open = False
 
     def on_message_complete(self) -> None:
+        self._in_chunked_body = False
+        self._chunk_open = False
+        self._framing_run = 0
         self._events.append(END_OF_MESSAGE)
 
-    # -- helpers -------------------------------------------------------------------------
-    def _make_request(self, method: bytes, version: str) -> Request:
+    # -- the request head ----------------------------------------------------------------
+    def _other_version(self, version: str) -> str:
+        if version[:2] == "1.":
+            # RFC 9112 §2.3: a higher minor version is processed "as if it were in the highest
+            # minor version within that major version to which the recipient is conformant".
+            return "1.1"
+        # HTTP/0.9 (a request line without a version), 2.0 in plain text, 3.0, 9.9...
+        self._reject(505, "HTTP version not supported")
+
+    def _check_target(self, method: bytes, target: bytes) -> None:
+        """RFC 9112 §3.2: origin-form, absolute-form, or ``*`` for OPTIONS (authority-form is
+        CONNECT's, refused earlier). llhttp already refused CTLs, spaces and non-ASCII."""
+        if b"#" in target:
+            # A fragment is never part of a request-target (RFC 9112 §3.2).
+            self._reject(400, "Fragment in request target")
+        if target[:1] == b"/":
+            return
+        if target == b"*":
+            if method != b"OPTIONS":
+                self._reject(400, "Asterisk-form target is only for OPTIONS")
+            return
+        scheme, separator, rest = target.partition(b"://")
+        authority = rest.split(b"/", 1)[0].split(b"?", 1)[0]
+        if not separator or scheme.lower() not in (b"http", b"https"):
+            self._reject(400, "Invalid request target")
+        # RFC 9110 §4.2.4: userinfo in an http(s) URI is to be treated as an error.
+        if not authority or b"@" in authority or HOST_RE.fullmatch(authority) is None:
+            self._reject(400, "Invalid authority in request target")
+        self._authority = authority
+
+    def _check_fields(self, version: str, watched: list[tuple[bytes, bytes]]) -> bool:
+        """Check Host, framing and Expect; whether to answer ``100 Continue``."""
+        host: bytes | None = None
+        hosts = 0
+        length: bytes | None = None  # llhttp refuses a second Content-Length
+        codings: bytes | None = None
+        expectations: bytes | None = None
+        for name, value in watched:
+            if name == b"host":
+                host = value
+                hosts += 1
+            elif name == b"content-length":
+                length = value
+            elif name == b"transfer-encoding":  # RFC 9110 §5.3: field lines combine with commas
+                codings = value if codings is None else codings + b"," + value
+            else:
+                expectations = value if expectations is None else expectations + b"," + value
+        self._check_host(version, host, hosts)
+        if codings is not None:
+            self._check_codings(version, codings)
+        elif length is not None:
+            self._body_length = self._content_length(length)
+        return expectations is not None and self._check_expect(version, expectations)
+
+    def _check_host(self, version: str, host: bytes | None, count: int) -> None:
+        """RFC 9112 §3.2: "A server MUST respond with a 400 (Bad Request) status code to any
+        HTTP/1.1 request message that lacks a Host header field and to any request message that
+        contains more than one Host header field line or a Host header field with an invalid
+        field value."""
+        if count > 1:
+            self._reject(400, "More than one Host header")
+        if host is None:
+            if version == "1.1":
+                self._reject(400, "Missing Host header")
+        elif host != self._valid_host:  # a keep-alive connection repeats its Host: check it once
+            if HOST_RE.fullmatch(host) is None:
+                self._reject(400, "Invalid Host header")
+            self._valid_host = host
+        if self._authority is not None:
+            self._use_target_authority(self._authority)
+
+    def _use_target_authority(self, authority: bytes) -> None:
+        """RFC 9112 §3.2.2: with an absolute-form target, the server "MUST ignore the received
+        Host header field (if any) and instead use the host information of the request-target";
+        the app reads the host from ``Host``, so that is where it goes."""
+        headers = self._headers
+        for index, (name, _) in enumerate(headers):
+            if name == b"host":
+                headers[index] = (b"host", authority)
+                return
+        headers.append((b"host", authority))
+
+    def _check_codings(self, version: str, codings: bytes) -> None:
+        """Transfer-Encoding (RFC 9112 §6.1). llhttp refused the ambiguous cases already: with
+        Content-Length, ``chunked`` not last or twice; these are the rules it leaves to servers."""
+        if version == "1.0":
+            # RFC 9112 §6.1: a server MUST treat Transfer-Encoding in an HTTP/1.0 message as
+            # faulty framing and close the connection after answering.
+            self._reject(400, "Transfer-Encoding in an HTTP/1.0 request")
+        members = [part.strip(b" \t").lower() for part in codings.split(b",")]
+        if members != [b"chunked"]:
+            if b"" in members:
+                # Empty list members are legal in general, but this field decides the framing:
+                # any spelling another parser could read differently is refused.
+                self._reject(400, "Invalid Transfer-Encoding")
+            # "A server that receives a request message with a transfer coding it does not
+            # understand SHOULD respond with 501 (Not Implemented)."
+            self._reject(501, "Unsupported Transfer-Encoding")
+        self._chunked = True
+
+    def _content_length(self, value: bytes) -> int:
+        length = parse_digits(value)
+        if length is None:
+            self._reject(400, "Invalid Content-Length")  # llhttp refuses these first
+        return length
+
+    def _check_expect(self, version: str, value: bytes) -> bool:
+        """Whether to answer ``100 Continue`` (RFC 9110 §10.1.1); 417 for other expectations."""
+        members = list_members(value)
+        if any(member != b"100-continue" for member in members):
+            self._reject(417, "Expectation failed")
+        # "A server that receives a 100-continue expectation in an HTTP/1.0 request MUST ignore
+        # that expectation."
+        return bool(members) and version == "1.1"
+
+    def _make_request(self, method: bytes, version: str, expect_continue: bool) -> Request:
         headers = self._headers
         keep_alive = version == "1.1"
         upgrade = False
@@ -164,33 +357,60 @@ class HTTP11Connection:
                 elif version == "1.0" and has_token(value, b"keep-alive"):
                     keep_alive = True
             elif name == b"upgrade" and self._upgrade_websocket and has_token(value, b"websocket"):
-                upgrade = True
-        expect_continue = self._expect is not None and version == "1.1"
+                # llhttp flags an upgrade only with a ``Connection: upgrade`` option too (RFC 9110
+                # §7.8); an ``Upgrade`` field alone is informational and served as plain HTTP.
+                upgrade = self._parser.should_upgrade()
         return Request(method, self._url, version, headers, keep_alive, expect_continue, upgrade)
 
-    def _on_upgrade(self, data: bytes, offset: int) -> None:
-        """llhttp stops at any ``Upgrade`` request; only a WebSocket handshake really switches."""
-        events = self._events
-        request = next((e for e in reversed(events) if isinstance(e, Request)), None)
-        rest = data[offset:]
+    # -- upgrades ------------------------------------------------------------------------
+    def _on_upgrade(self, rest: bytes) -> None:
+        """llhttp stops after the head of any request with ``Connection: upgrade`` and skips its
+        body; only a WebSocket handshake really switches protocols. ``rest`` follows the head."""
+        request = next((e for e in reversed(self._events) if isinstance(e, Request)), None)
         if request is not None and request.upgrade:
+            self._switched = True
             self.upgrade_data = rest
             return
-        # Any other upgrade (h2c ...) is ignored (RFC 9110 §7.8): serve it as plain HTTP/1.1 with
-        # a fresh parser for what follows.
-        self._parser = httptools.HttpRequestParser(self)
+        # Any other upgrade (h2c ...) is ignored (RFC 9110 §7.8): the request is plain HTTP/1.1,
+        # body included. A fresh parser reads that body, then whatever follows it.
+        last = self._events.pop()
+        assert last is END_OF_MESSAGE, last  # llhttp ended the message where the body begins
+        self._in_chunked_body = self._chunked
+        self._parser = _new_parser(_BodyAfterUpgrade(self))
+        self._parser.feed_data(self._body_head(request))
         if rest:
             self.receive_data(rest)
 
-    def _check_transfer_encoding(self, value: bytes, version: str) -> None:
-        """Only ``chunked`` is understood (RFC 9112 §6.1: otherwise 501)."""
-        if version == "1.0":
-            # RFC 9112 §6.1: a Transfer-Encoding in an HTTP/1.0 message is faulty framing.
-            self._reject(400, "Transfer-Encoding in an HTTP/1.0 request")
-        if [c.strip().lower() for c in value.split(b",")] != [b"chunked"]:
-            self._reject(501, "Unsupported Transfer-Encoding")
+    def _body_head(self, request: Request | None) -> bytes:
+        """A head that tells a fresh parser how the skipped body is framed; never reported."""
+        framing = b"transfer-encoding: chunked" if self._chunked else b"content-length: %d" % self._body_length
+        close = b"" if request is None or request.keep_alive else b"connection: close\r\n"
+        return b"POST / HTTP/1.1\r\n" + framing + b"\r\n" + close + b"\r\n"
 
-    def _reject(self, status: int, reason: str) -> None:
+    # -- limits and failures -------------------------------------------------------------
+    def _bound_chunk_framing(self, size: int) -> None:
+        """Chunk extensions and trailer fields are not body, yet arrive inside it: llhttp reads
+        any length of them (and httptools buffers a trailer field whole). Bound the bytes read
+        with neither a chunk header nor body data in them by the limit on a request head."""
+        if self._progress:
+            self._progress = False
+            self._framing_run = 0
+            return
+        self._framing_run += size
+        if self._framing_run > self._max_header_size:
+            if self._chunk_open:
+                self._fail(RequestError(431, "Trailer fields too large"))
+            else:
+                self._fail(RequestError(400, "Chunk extension too long"))
+
+    def _too_large(self, size: int) -> RequestError:
+        """414 when the target is most of an oversized head (RFC 9110 §15.5.15), else 431 (RFC
+        6585 §5): the same answer however the head was split into reads."""
+        if 2 * len(self._url) > size:
+            return RequestError(414, "URI too long")
+        return RequestError(431, "Request header fields too large")
+
+    def _reject(self, status: int, reason: str) -> NoReturn:
         self._rejected = RequestError(status, reason)
         raise _Reject
 
@@ -203,3 +423,43 @@ class HTTP11Connection:
             return RequestError(505, "HTTP/2 is not supported on this port")
         return RequestError(400, f"Malformed request: {message}")
 
+
+class _BodyAfterUpgrade:
+    """Parser callbacks after a non-switching upgrade request: the made-up head of
+    :meth:`HTTP11Connection._body_head` is swallowed, everything after goes to the connection."""
+
+    __slots__ = ("_conn", "_in_made_up_head")
+
+    def __init__(self, conn: HTTP11Connection) -> None:
+        self._conn = conn
+        self._in_made_up_head = True
+
+    def on_message_begin(self) -> None:
+        if not self._in_made_up_head:
+            self._conn.on_message_begin()
+
+    def on_url(self, url: bytes) -> None:
+        if not self._in_made_up_head:
+            self._conn.on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if not self._in_made_up_head:
+            self._conn.on_header(name, value)
+
+    def on_headers_complete(self) -> None:
+        if self._in_made_up_head:
+            self._in_made_up_head = False
+        else:
+            self._conn.on_headers_complete()
+
+    def on_body(self, body: bytes) -> None:
+        self._conn.on_body(body)
+
+    def on_chunk_header(self) -> None:
+        self._conn.on_chunk_header()
+
+    def on_chunk_complete(self) -> None:
+        self._conn.on_chunk_complete()
+
+    def on_message_complete(self) -> None:
+        self._conn.on_message_complete()
