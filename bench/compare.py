@@ -83,8 +83,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def measure(sides: dict[str, Path], rounds: int, settings: Settings) -> dict[str, dict[str, list[float]]]:
-    values: dict[str, dict[str, list[float]]] = {name: {s: [] for s in sides} for name, _, _ in CHECKS}
+Values = dict[str, dict[str, list[float]]]  # scenario -> side -> one figure per round
+
+
+def measure(sides: dict[str, Path], rounds: int, settings: Settings) -> Values:
+    values: Values = {name: {side: [] for side in sides} for name, _, _ in CHECKS}
     with tempfile.TemporaryDirectory(prefix="asgisock-compare-logs-") as logs:
         settings.scratch = Path(logs)
         for name, unit, check in CHECKS:

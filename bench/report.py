@@ -211,7 +211,36 @@ def target_rows(tables: list[Table]) -> list[str]:
         else:
             verdict = f"**missed** by {abs(ratio - target) / target:.0%}"
         title = table.scenario.title if table else name
-        rows.append(f"| {title} {comparison} {target}{TIMES} | {fmt(ratio, 2, TIMES)} | {verdict} |")
+        goal = f"{comparison} {target}{TIMES}"
+        rows.append(f"| {title} {goal} | {fmt(ratio, 2, TIMES)} | {verdict} |")
+    return rows
+
+
+def generator_rows(tables: list[Table]) -> list[str]:
+    """Evidence that each figure is the server's: the load generator had CPU to spare."""
+    rows = [
+        "| scenario | fastest ASGI server | ceiling / fastest | generator CPU, ASGI servers "
+        "(highest) | generator CPU with the ceiling | generator CPU µs per request or message "
+        "(fastest ASGI server) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for table in tables:
+        asgi = [s for s in table.servers if s != CEILING and table.median(s) is not None]
+        if table.scenario.memory or not asgi:
+            continue
+        fastest = max(asgi, key=lambda s: table.median(s) or 0.0)
+        client = [table.median(s, "client_cpu") or 0.0 for s in asgi]
+        ceiling_client = table.median(CEILING, "client_cpu")
+        value, cpu = table.median(fastest), table.median(fastest, "client_cpu")
+        cost = 1e6 * cpu / value if cpu is not None and value else None
+        rows.append("| " + " | ".join([
+            table.scenario.title,
+            fastest,
+            fmt(table.ratio(CEILING, fastest), 2, TIMES),
+            fmt(100 * max(client), 0, "%"),
+            fmt(ceiling_client and 100 * ceiling_client, 0, "%"),
+            fmt(cost, 1),
+        ]) + " |")
     return rows
 
 
@@ -219,6 +248,7 @@ def text_tables(data: dict[str, Any]) -> str:
     tables = tables_for(data)
     lines = ["## Summary: ratio to uvicorn (higher is better for throughput, lower for memory)",
              "", *summary_rows(tables), "", "## Targets", "", *target_rows(tables), "",
+             "## Is the load generator the bottleneck?", "", *generator_rows(tables), "",
              "## Every scenario", ""]
     for table in tables:
         lines += scenario_section(table)
@@ -281,11 +311,11 @@ def draw_chart(tables: list[Table], path: Path) -> None:
     figure, axes = plt.subplots(
         1, 2, figsize=(13, 5.5), gridspec_kw={"width_ratios": [max(len(speed), 1), 2.5]}
     )
-    grouped_bars(axes[0], speed, servers, lambda t, s: t.ratio(s, BASELINE))
+    grouped_bars(axes[0], speed, servers, lambda t, s: t.ratio(s, BASELINE), "%.2f")
     axes[0].axhline(1.0, color="black", linewidth=0.8)
     axes[0].set_ylabel(f"throughput, {TIMES} uvicorn (median)")
     axes[0].set_title("Throughput relative to uvicorn (higher is better)")
-    grouped_bars(axes[1], memory, servers, lambda t, s: t.median(s))
+    grouped_bars(axes[1], memory, servers, lambda t, s: t.median(s), "%.1f")
     axes[1].set_ylabel("KiB per idle connection (median)")
     axes[1].set_title("Memory (lower is better)")
     axes[0].legend(loc="upper left", fontsize=8)
@@ -296,7 +326,7 @@ def draw_chart(tables: list[Table], path: Path) -> None:
 
 def grouped_bars(
     axis: Any, tables: list[Table], servers: list[str],
-    value: Callable[[Table, str], float | None],
+    value: Callable[[Table, str], float | None], label: str,
 ) -> None:
     width = 0.8 / max(len(servers), 1)
     for index, server in enumerate(servers):
@@ -306,10 +336,12 @@ def grouped_bars(
             if height is not None:
                 xs.append(position + (index - (len(servers) - 1) / 2) * width)
                 heights.append(height)
-        axis.bar(xs, heights, width, label=server, color=COLOURS.get(server))
+        bars = axis.bar(xs, heights, width, label=server, color=COLOURS.get(server))
+        axis.bar_label(bars, fmt=label, fontsize=6, rotation=90, padding=2)
     axis.set_xticks(range(len(tables)))
     labels = [t.scenario.name.removeprefix("mem-").replace("-", "\n", 1) for t in tables]
     axis.set_xticklabels(labels, fontsize=8)
+    axis.margins(y=0.12)
     axis.grid(axis="y", alpha=0.3)
 
 

@@ -32,7 +32,7 @@ class MeasureError(Exception):
 class Settings:
     """Durations and sizes, full or --quick."""
 
-    duration: float = 10.0  # seconds measured per run
+    duration: float = 8.0  # seconds measured per run
     warmup: float = 1.0  # seconds of unmeasured load first
     http_connections: int = 64
     ws_connections: int = 50
