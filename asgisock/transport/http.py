@@ -123,10 +123,12 @@ class HTTPProtocol(asyncio.Protocol):
                     self.body_cycle.end_body()
                     self.body_cycle = None
             else:
-                if self.cycle is not None:
+                if self.body_cycle is not None:
+                    self._body_failed(self.body_cycle, event)  # type: ignore[arg-type]
+                elif self.cycle is not None:
                     self._defer(events, index)
-                    return
-                self._reject(event)  # type: ignore[arg-type]
+                else:
+                    self._reject(event)  # type: ignore[arg-type]
                 return
 
     def _defer(self, events: list[Event], index: int) -> None:
@@ -169,6 +171,24 @@ class HTTPProtocol(asyncio.Protocol):
         self.pending.clear()
         if not self.closed:
             self.transport.write(error_response(error.status, error.reason))
+            self.transport.close()
+
+    def _body_failed(self, cycle: HTTPCycle, error: RequestError) -> None:
+        """The body of a request already handed to the app is malformed.
+
+        The app learns it through ``http.disconnect``. The client gets the error answer if no
+        response has gone out yet; otherwise (a response cannot be followed by another for the
+        same request) the connection just closes.
+        """
+        error_logger.info("%s - Invalid request body: %s %s", format_address(self.client), error.status,
+                          error.reason)
+        self.pending.clear()
+        self.body_cycle = None
+        answer = cycle is self.cycle and cycle.state in (ResponseState.NOT_STARTED, ResponseState.STARTED)
+        cycle.disconnect()
+        if not self.closed:
+            if answer:
+                self.transport.write(error_response(error.status, error.reason))
             self.transport.close()
 
     # -- CycleOwner ------------------------------------------------------------------------
