@@ -142,11 +142,15 @@ class WebSocketProtocol(asyncio.Protocol):
             error_logger.log(TRACE, "%s - WebSocket connection lost", format_address(self.client))
 
     def pause_writing(self) -> None:
+        # A peer that does not read must not make us buffer without bound what we write on our
+        # own (pongs, close frames): stop reading until it catches up.
         self.write_paused = True
+        self._set_reading(False)
 
     def resume_writing(self) -> None:
         self.write_paused = False
         self._wake_drain_waiters()
+        self._resume_if_ready()
 
     # -- events from the protocol core -----------------------------------------------------
     def _process(self, conn: WebSocketConnection) -> None:
@@ -200,8 +204,8 @@ class WebSocketProtocol(asyncio.Protocol):
         self._process(conn)
         if self.shutting_down:
             self.close(1012, "server shutting down")
-        elif not self.session.queue_full:
-            self._set_reading(True)
+        else:
+            self._resume_if_ready()
 
     def _negotiate(self) -> tuple[str | None, PerMessageDeflate | None]:
         config = self.config
@@ -274,7 +278,13 @@ class WebSocketProtocol(asyncio.Protocol):
             self.close_timer = self.loop.call_later(CLOSE_TIMEOUT, self._close_timed_out)
 
     def message_consumed(self) -> None:
-        if not self.closed and self.conn is not None and self.conn.state is not State.CLOSED:
+        self._resume_if_ready()
+
+    def _resume_if_ready(self) -> None:
+        """Read again unless the app is behind, the peer is not reading, or reading is over."""
+        conn = self.conn
+        if (conn is not None and not self.write_paused and not self.session.queue_full
+                and conn.state is not State.CLOSED):
             self._set_reading(True)
 
     async def drain(self) -> None:
