@@ -34,12 +34,6 @@ MAX_SIZE = 65536
 KEY = b"dGhlIHNhbXBsZSBub25jZQ=="
 DEFLATE = b"Sec-WebSocket-Extensions: permessage-deflate\r\n"
 
-PONGS_UNBOUNDED = (
-    "transport/websocket.py: pongs (and every other frame the server queues on its own) are "
-    "written whatever the write buffer holds, and reading never pauses while writing is paused, "
-    "so a client that sends pings and never reads makes the server buffer every pong"
-)
-
 
 @dataclass
 class Sessions:
