@@ -261,6 +261,19 @@ class WebSocketConnection:
         self._send_close_frame(payload)
         self._set_state(State.CLOSING)
 
+    def wants_compression(self, size: int) -> bool:
+        """Whether a message of ``size`` bytes would be sent compressed."""
+        return self.deflate is not None and self.deflate.should_compress(size)
+
+    def send_compressed(self, opcode: Opcode, compressed: bytes) -> None:
+        """Queue a message that the caller compressed with ``self.deflate.compress``.
+
+        Lets the transport run a large message's compression off the event loop; the caller
+        must not send anything else on this connection meanwhile (the compressor is shared).
+        """
+        self._check_can_send()
+        self._output.append(build_frame(opcode, compressed, rsv1=True))
+
     def _check_can_send(self) -> None:
         if self.close_sent or self.state is State.CLOSED:
             raise ConnectionClosedError("the WebSocket connection is closed")

@@ -408,3 +408,30 @@ def test_permessage_deflate_off(loop: str) -> None:
         assert "sec-websocket-extensions" not in ws.response.headers
         ws.send("plain")
         assert ws.recv() == "plain"
+
+
+def test_large_compressed_messages_keep_order_and_loop_free(loop: str) -> None:
+    """Messages big enough to be compressed in a worker thread still go out in order, and the
+    server answers another client meanwhile."""
+    big = "compressible text " * 100_000  # 1.8 MB: compressed off the event loop
+
+    async def app(scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        await receive()
+        await send({"type": "websocket.accept"})
+        message = await receive()
+        if message.get("text") == "big":
+            for index in range(3):
+                await send({"type": "websocket.send", "text": f"{index}:{big}"})
+                await send({"type": "websocket.send", "text": f"small {index}"})
+        else:
+            await send({"type": "websocket.send", "text": "pong"})
+        await receive()
+
+    with serve(app, loop=loop) as server, connect(server.ws_url, max_size=None) as ws, \
+            connect(server.ws_url) as other:
+        ws.send("big")
+        other.send("ping")
+        assert other.recv(timeout(5)) == "pong"
+        received = [ws.recv(timeout(10)) for _ in range(6)]
+    assert [r[:8] for r in received] == ["0:compre", "small 0", "1:compre", "small 1", "2:compre", "small 2"]
+    assert received[0] == "0:" + big
