@@ -25,6 +25,9 @@ MAX_HEADER_COUNT: Final = 100
 _WATCHED: Final = frozenset({b"host", b"expect", b"transfer-encoding", b"content-length"})
 """Fields whose values decide how the request is framed or answered; kept aside as they arrive."""
 
+_HEAD_OVERHEAD: Final = len(b"  HTTP/1.1\r\n\r\n")
+"""Bytes of a request head besides the method, the target and the field lines."""
+
 _SLICE: Final = 65536
 """Bytes fed to llhttp at once. Chunk extensions and trailers are bounded between feeds, so a
 feed that ends in them may hide up to this many bytes from the limit."""
@@ -181,16 +184,18 @@ class HTTP11Connection:
 
     def on_headers_complete(self) -> None:
         self._in_head = False
-        size = len(self._url) + sum(len(n) + len(v) + 4 for n, v in self._headers)
+        parser = self._parser
+        method = parser.get_method()
+        # The head as sent, less optional whitespace: "METHOD target HTTP/1.1", the fields with
+        # ": " and CRLF, and the empty line.
+        size = len(method) + len(self._url) + _HEAD_OVERHEAD + sum(len(n) + len(v) + 4 for n, v in self._headers)
         self._accounted += size
         if size > self._max_header_size:
             error = self._too_large(size)
             self._reject(error.status, error.reason)
-        parser = self._parser
         version = parser.get_http_version()
         if version != "1.1" and version != "1.0":
             version = self._other_version(version)
-        method = parser.get_method()
         if method == b"CONNECT":
             # RFC 9110 §9.3.6: CONNECT asks for a tunnel, which only a proxy provides; an ASGI app
             # cannot. Whatever follows the head would be tunnel data, so the connection closes.
