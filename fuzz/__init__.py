@@ -1,0 +1,1 @@
+"""Fuzz targets for the sans-I/O protocol cores; run them with scripts/fuzz.sh."""
