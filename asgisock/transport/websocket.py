@@ -122,8 +122,12 @@ class WebSocketProtocol(asyncio.Protocol):
             self.pending_input.append(data)
             self._set_reading(False)
             return
-        conn.receive_data(data)
+        conn.receive_data(data, max_messages=self._room())
         self._process(conn)
+
+    def _room(self) -> int:
+        """How many more messages the app's queue takes (``--ws-max-queue``)."""
+        return max(0, self.session.max_queue - len(self.session.queue))
 
     def eof_received(self) -> bool | None:
         if self.conn is not None:
@@ -162,13 +166,12 @@ class WebSocketProtocol(asyncio.Protocol):
     # -- events from the protocol core -----------------------------------------------------
     def _process(self, conn: WebSocketConnection) -> None:
         session = self.session
-        full = False
         for event in conn.events_received():
             kind = type(event)
             if kind is TextMessage:
-                full = session.deliver({"type": "websocket.receive", "text": event.data})  # type: ignore[union-attr]
+                session.deliver({"type": "websocket.receive", "text": event.data})  # type: ignore[union-attr]
             elif kind is BytesMessage:
-                full = session.deliver({"type": "websocket.receive", "bytes": event.data})  # type: ignore[union-attr]
+                session.deliver({"type": "websocket.receive", "bytes": event.data})  # type: ignore[union-attr]
             elif kind is PongReceived:
                 self._pong_received()
             elif kind is Closed:
@@ -181,7 +184,7 @@ class WebSocketProtocol(asyncio.Protocol):
             self.transport.write(data)
         if conn.close_transport_now():
             self._close_transport()
-        elif full:
+        elif session.queue_full:
             self._set_reading(False)
 
     # -- SessionOwner ----------------------------------------------------------------------
@@ -206,8 +209,7 @@ class WebSocketProtocol(asyncio.Protocol):
         if self.ping_interval:
             self.ping_timer = self.loop.call_later(self.ping_interval, self._send_keepalive_ping)
         pending, self.pending_input = self.pending_input, []
-        for data in pending:
-            conn.receive_data(data)
+        conn.receive_data(b"".join(pending), max_messages=self._room())
         self._process(conn)
         if self.shutting_down:
             self.close(1012, "server shutting down")
@@ -321,8 +323,12 @@ class WebSocketProtocol(asyncio.Protocol):
     def _resume_if_ready(self) -> None:
         """Read again unless the app is behind, the peer is not reading, or reading is over."""
         conn = self.conn
-        if (conn is not None and not self.write_paused and not self.session.queue_full
-                and conn.state is not State.CLOSED):
+        if conn is None or self.closed or conn.state is State.CLOSED:
+            return
+        if not self.session.queue_full:
+            conn.receive_data(b"", max_messages=self._room())  # what was read but left unparsed
+            self._process(conn)
+        if not self.write_paused and not self.session.queue_full and conn.state is not State.CLOSED:
             self._set_reading(True)
 
     async def drain(self) -> None:

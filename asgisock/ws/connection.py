@@ -157,12 +157,19 @@ class WebSocketConnection:
         # The close frame payload of a failure that waits for the application.
         self._held_close: bytes | None = None
         self._events: list[Event] = []
+        self._budget = -1
+        """Messages this ``receive_data`` call may still produce; negative: no limit."""
         self._output: list[bytes] = []
 
     # -- Input -----------------------------------------------------------------------------
 
-    def receive_data(self, data: bytes) -> None:
-        """Process bytes read from the network."""
+    def receive_data(self, data: bytes, *, max_messages: int | None = None) -> None:
+        """Process bytes read from the network.
+
+        With ``max_messages``, parsing stops (between frames) once that many messages came out
+        in this call; the rest stays buffered until the next call, ``receive_data(b"")`` to
+        just go on. That is how the transport keeps the app's queue to its limit exactly.
+        """
         if not self._is_reading():
             # §7.1.7: "An endpoint MUST NOT continue to attempt to process data
             # (including a responding Close frame) from the remote endpoint after
@@ -172,6 +179,7 @@ class WebSocketConnection:
         if self._buffer:
             data = self._buffer + data
             self._buffer = b""
+        self._budget = -1 if max_messages is None else max_messages
         try:
             pos = self._parse(data)
         except ProtocolError as exc:
@@ -350,6 +358,8 @@ class WebSocketConnection:
             if self._frame is not None:
                 pos = self._read_payload(buf, pos, end)
                 continue
+            if self._budget == 0:
+                break  # the caller's queue is full: leave the rest for later
             header = parse_header(buf, pos)
             if header is None:
                 break
@@ -408,6 +418,7 @@ class WebSocketConnection:
         payload = apply_mask(masked, header.mask)
         if header.opcode is Opcode.BINARY:
             self._events.append(BytesMessage(payload))
+            self._budget -= 1
             return
         try:
             text = payload.decode("utf-8")
@@ -415,6 +426,7 @@ class WebSocketConnection:
             # §8.1: invalid UTF-8 in a text message "MUST _Fail the WebSocket Connection_".
             raise ProtocolError(CloseCode.INVALID_DATA, "invalid UTF-8 in text message") from None
         self._events.append(TextMessage(text))
+        self._budget -= 1
 
     def _begin_frame(self, header: FrameHeader) -> None:
         if header.opcode is not Opcode.CONTINUATION:
@@ -456,8 +468,10 @@ class WebSocketConnection:
         data = message.finish()
         if isinstance(data, str):
             self._events.append(TextMessage(data))
+            self._budget -= 1
         else:
             self._events.append(BytesMessage(data))
+            self._budget -= 1
 
     def _on_control_frame(self, header: FrameHeader, masked: bytes) -> None:
         if header.rsv1 or header.rsv2 or header.rsv3:
