@@ -328,7 +328,7 @@ class WebSocketProtocol(asyncio.Protocol):
         if not self.session.queue_full:
             conn.receive_data(b"", max_messages=self._room())  # what was read but left unparsed
             self._process(conn)
-        if not self.write_paused and not self.session.queue_full and conn.state is not State.CLOSED:
+        if not self.write_paused and not self.session.queue_full and not conn.close_transport_now():
             self._set_reading(True)
 
     async def drain(self) -> None:
