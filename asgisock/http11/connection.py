@@ -316,6 +316,8 @@ class HTTP11Connection:
             if name == b"host":
                 headers[index] = (b"host", authority)
                 return
+        if len(headers) >= MAX_HEADER_COUNT:  # the app never gets more fields than the limit
+            self._reject(431, "Too many header fields")
         headers.append((b"host", authority))
 
     def _check_codings(self, version: str, codings: bytes) -> None:

@@ -150,6 +150,13 @@ def test_absolute_form_authority_added_in_http10() -> None:
     assert request.headers == [(b"host", b"[::1]")]
 
 
+def test_absolute_form_authority_counts_as_a_field() -> None:
+    fields = b"".join(b"X-%03d: 1\r\n" % i for i in range(MAX_HEADER_COUNT))
+    assert error(b"GET http://a.example/ HTTP/1.0\r\n" + fields + b"\r\n") == RequestError(431, "Too many header fields")
+    request = only_request(b"GET http://a.example/ HTTP/1.0\r\n" + fields[: -len(b"X-099: 1\r\n")] + b"\r\n")
+    assert len(request.headers) == MAX_HEADER_COUNT
+
+
 @pytest.mark.parametrize("host", [b"example.com", b"EXAMPLE.com:80", b"127.0.0.1:8000", b"[::1]", b"[v1.x]",
                                   b"a-b_c~d.e", b"%41.example", b"x:", b""])
 def test_valid_hosts(host: bytes) -> None:
