@@ -76,11 +76,8 @@ class HTTPProtocol(asyncio.Protocol):
             self._dispatch(events)
 
     def eof_received(self) -> bool | None:
-        # A client may half-close after sending its request: answer it, then close.
-        if self.cycle is not None and self.body_cycle is None:
-            self.closing = True
-            self.pending.clear()
-            return True
+        # The client is gone (or half-closed, which HTTP/1.1 gives no meaning): close, so an app
+        # waiting for http.disconnect (long polling, streaming) learns it at once.
         return None
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -111,6 +108,7 @@ class HTTPProtocol(asyncio.Protocol):
             kind = type(event)
             if kind is bytes:
                 cycle = self.body_cycle
+                self.idle_since = self.loop.time()  # the body makes progress
                 if cycle is not None and cycle.state is not ResponseState.COMPLETE and cycle.feed_body(event):  # type: ignore[arg-type]
                     self._update_reading()
             elif kind is Request:
@@ -137,7 +135,8 @@ class HTTPProtocol(asyncio.Protocol):
         self._update_reading()
 
     def _start_cycle(self, request: Request) -> None:
-        self.idle_since = -1.0  # busy: the keep-alive clock stops
+        # From here the clock runs only while the request body is awaited from the client.
+        self.idle_since = self.loop.time()
         if request.upgrade and self._upgrade(request):
             return
         scope = http_scope(request, scheme=self.scheme, client=self.client, server=self.server,
@@ -244,6 +243,8 @@ class HTTPProtocol(asyncio.Protocol):
             self.transport.pause_reading()
         else:
             self.transport.resume_reading()
+            if body is not None:
+                self._became_idle()  # waiting on the client's body again: restart its clock
 
     def _wake_drain_waiters(self) -> None:
         waiters, self.drain_waiters = self.drain_waiters, []
@@ -252,7 +253,10 @@ class HTTPProtocol(asyncio.Protocol):
                 waiter.set_result(None)
 
     def _became_idle(self) -> None:
-        """Start the keep-alive clock; a partial request head does not stop it (slow clients)."""
+        """Start the clock on the client: the next request head, or the rest of a request body,
+        must arrive within the keep-alive timeout. A trickle of head bytes does not restart it
+        (slowloris); body bytes do, and the clock stops while the server itself holds reading
+        back or the app is working."""
         self.idle_since = self.loop.time()
         if self.idle_timer is None:
             self.idle_timer = self.loop.call_at(self.idle_since + self.timeout_keep_alive, self._idle_check)
@@ -260,13 +264,20 @@ class HTTPProtocol(asyncio.Protocol):
     def _idle_check(self) -> None:
         """One timer per connection, re-armed rather than recreated for every request."""
         self.idle_timer = None
-        if self.closed or self.cycle is not None or self.idle_since < 0:
+        if self.closed:
             return
+        body = self.body_cycle
+        if self.cycle is not None and (body is None or self.read_paused):
+            return  # the app's turn; the clock restarts when the server waits on the client again
         deadline = self.idle_since + self.timeout_keep_alive
-        if self.loop.time() >= deadline:
-            self.transport.close()
-        else:
+        if self.loop.time() < deadline:
             self.idle_timer = self.loop.call_at(deadline, self._idle_check)
+            return
+        if body is not None:
+            error_logger.info("%s - Request body stalled for %.1f s: closing", format_address(self.client),
+                              self.timeout_keep_alive)
+            body.disconnect()
+        self.transport.close()
 
     def detach(self) -> None:
         """The connection now belongs to another protocol (a WebSocket upgrade)."""

@@ -178,11 +178,6 @@ def test_slow_body_is_throttled_and_bounded(loop: str) -> None:
     assert received == [500]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "transport/http.py: no clock runs while a request body is incomplete (the keep-alive timer "
-    "stops when the head completes), so a client that sends a head and then nothing holds its "
-    "connection and the app's task forever (the slow-POST attack); expected: a body that makes "
-    "no progress for timeout_keep_alive seconds ends with http.disconnect and a close"))
 def test_stalled_body_is_closed_in_bounded_time(loop: str) -> None:
     disconnected = threading.Event()
 
@@ -391,10 +386,6 @@ def test_hanging_app_holds_only_its_own_connection(loop: str, errors: pytest.Log
     assert "Graceful shutdown timed out" in errors.text  # the hung tasks are cancelled at shutdown
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "transport/http.py eof_received keeps a connection open after the client's FIN while a "
-    "response is pending (to answer a half-closed client), so an app waiting in receive() for "
-    "http.disconnect never gets it and the connection is held until the app answers"))
 def test_client_leaving_is_seen_by_an_app_waiting_for_disconnect(loop: str) -> None:
     """Long polling: the app waits for ``http.disconnect``; the client gives up and closes."""
     disconnected = threading.Event()
