@@ -65,6 +65,7 @@ class HTTP11Connection:
         "_events",
         "_framing_run",
         "_head_bytes",
+        "_head_size",
         "_headers",
         "_in_chunked_body",
         "_in_head",
@@ -89,6 +90,7 @@ class HTTP11Connection:
         self._headers: list[tuple[bytes, bytes]] = []
         self._watched: list[tuple[bytes, bytes]] = []
         self._head_bytes = 0
+        self._head_size = 0
         self._in_head = False
         self._authority: bytes | None = None
         self._valid_host: bytes | None = None
@@ -188,7 +190,8 @@ class HTTP11Connection:
         method = parser.get_method()
         # The head as sent, less optional whitespace: "METHOD target HTTP/1.1", the fields with
         # ": " and CRLF, and the empty line.
-        size = len(method) + len(self._url) + _HEAD_OVERHEAD + sum(len(n) + len(v) + 4 for n, v in self._headers)
+        self._head_size = size = (len(method) + len(self._url) + _HEAD_OVERHEAD
+                                  + sum(len(n) + len(v) + 4 for n, v in self._headers))
         self._accounted += size
         if size > self._max_header_size:
             error = self._too_large(size)
@@ -312,11 +315,15 @@ class HTTP11Connection:
         Host header field (if any) and instead use the host information of the request-target";
         the app reads the host from ``Host``, so that is where it goes."""
         headers = self._headers
-        for index, (name, _) in enumerate(headers):
-            if name == b"host":
-                headers[index] = (b"host", authority)
-                return
-        if len(headers) >= MAX_HEADER_COUNT:  # the app never gets more fields than the limit
+        index = next((i for i, (name, _) in enumerate(headers) if name == b"host"), None)
+        # The app never gets more than the limits allow, however long the authority.
+        grows = len(authority) - (len(headers[index][1]) if index is not None else -len(b"host: \r\n"))
+        if self._head_size + grows > self._max_header_size:
+            self._reject(431, "Request header fields too large")
+        if index is not None:
+            headers[index] = (b"host", authority)
+            return
+        if len(headers) >= MAX_HEADER_COUNT:
             self._reject(431, "Too many header fields")
         headers.append((b"host", authority))
 

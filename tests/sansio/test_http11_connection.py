@@ -150,6 +150,15 @@ def test_absolute_form_authority_added_in_http10() -> None:
     assert request.headers == [(b"host", b"[::1]")]
 
 
+def test_absolute_form_authority_counts_against_the_head_limit() -> None:
+    authority = b"a" * (LIMIT // 2)
+    assert error(b"GET http://" + authority + b"/ HTTP/1.1\r\nHost: x\r\n\r\n") == RequestError(
+        431, "Request header fields too large")
+    assert error(b"GET http://" + authority + b"/ HTTP/1.0\r\n\r\n").status == 431
+    shorter = only_request(b"GET http://" + authority[:100] + b"/ HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert shorter.headers == [(b"host", authority[:100])]
+
+
 def test_absolute_form_authority_counts_as_a_field() -> None:
     fields = b"".join(b"X-%03d: 1\r\n" % i for i in range(MAX_HEADER_COUNT))
     assert error(b"GET http://a.example/ HTTP/1.0\r\n" + fields + b"\r\n") == RequestError(431, "Too many header fields")
