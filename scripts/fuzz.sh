@@ -26,6 +26,7 @@ status=0
 for target in http ws; do
     mkdir -p "$work/corpus-$target"
     log="$work/$target.log"
+    started=$SECONDS
     if python "fuzz/fuzz_$target.py" -max_total_time="$seconds" -max_len=16384 -rss_limit_mb=1024 \
             -dict="fuzz/$target.dict" -artifact_prefix="$work/artifacts/$target-" -print_final_stats=1 \
             "$work/corpus-$target" "$work/seeds/$target" >"$log" 2>&1; then
@@ -36,7 +37,7 @@ for target in http ws; do
     fi
     runs=$(grep -o "stat::number_of_executed_units: [0-9]*" "$log" | grep -o "[0-9]*$" || echo "?")
     rss=$(grep -o "stat::peak_rss_mb: *[0-9]*" "$log" | grep -o "[0-9]*$" || echo "?")
-    echo "$target: $result, $runs inputs in ${seconds}s, peak RSS ${rss} MB," \
+    echo "$target: $result, $runs inputs in $((SECONDS - started))s, peak RSS ${rss} MB," \
         "corpus $(find "$work/corpus-$target" -type f | wc -l) files"
     if [ "$result" != ok ]; then
         grep -v "^INFO: Instrumenting" "$log" | tail -n 30 >&2
