@@ -110,7 +110,8 @@ def served_targets(address: tuple[str, int], case: Case) -> str:
                 if response is None:
                     break
                 if response.status == 200:
-                    seen.append(response.body.decode("latin-1"))
+                    text = response.body.decode("latin-1")
+                    seen.append(text if len(text) < 40 else text[:30] + "... " + text.rsplit(" ", 1)[-1])
         except (TimeoutError, ValueError):
             pass
     return ", ".join(seen)
