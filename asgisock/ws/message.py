@@ -97,11 +97,20 @@ class IncomingMessage:
 
     def _add(self, data: bytes) -> None:
         self.size += len(data)
-        if self._max_size is not None and self.size > self._max_size:
-            raise too_big(self._max_size)
+        limit = self._max_size
+        if limit is not None and self.size > limit:
+            if self._decoder is not None:
+                # The bytes within the limit come first in the stream: an invalid sequence
+                # among them is the first problem (1007), however the input was split.
+                self._decode(data[: len(data) - (self.size - limit)])
+            raise too_big(limit)
         if self._decoder is None:
             self._parts.append(data)
             return
+        self._decode(data)
+
+    def _decode(self, data: bytes) -> None:
+        assert self._decoder is not None
         try:
             self._text.append(self._decoder.decode(data))
         except UnicodeDecodeError:

@@ -21,6 +21,7 @@ from asgisock.ws.connection import (
     TextMessage,
     WebSocketConnection,
 )
+from asgisock.ws.deflate import PerMessageDeflate
 from asgisock.ws.frames import CloseCode, Opcode, encode_close
 from asgisock.ws.mask import apply_mask
 
@@ -785,3 +786,15 @@ def test_random_frames_random_chunks(data: tuple[list[Event], bytes], cuts: list
     assert events == expected
     pings = [event.payload for event in expected if isinstance(event, PingReceived)]
     assert server_frames(output) == [*(Frame(PONG, ping) for ping in pings), Frame(CLOSE, b"")]
+
+
+def test_invalid_utf8_within_the_size_limit_wins_over_the_limit() -> None:
+    """A compressed text message that inflates past max_size, with invalid UTF-8 before the
+    limit: 1007 whatever the reads, since the bad byte comes first in the stream (found by
+    fuzzing)."""
+    stream = bytes.fromhex("c191fb37cc82000029824f1d37")
+    for chunks in ([stream], [stream[i : i + 1] for i in range(len(stream))]):
+        conn = WebSocketConnection(max_size=1, deflate=PerMessageDeflate())
+        for chunk in chunks:
+            conn.receive_data(chunk)
+        assert conn.events_received() == [Closed(1007, "invalid UTF-8 in text message")]
