@@ -340,6 +340,11 @@ class HTTP11Connection:
                 # Empty list members are legal in general, but this field decides the framing:
                 # any spelling another parser could read differently is refused.
                 self._reject(400, "Invalid Transfer-Encoding")
+            if members[-1] != b"chunked":
+                # RFC 9112 §6.3: "If a Transfer-Encoding header field is present in a request and
+                # the chunked transfer coding is not the final encoding, [...] the server MUST
+                # respond with the 400 (Bad Request) status code and then close the connection."
+                self._reject(400, "Transfer-Encoding does not end with chunked")
             # "A server that receives a request message with a transfer coding it does not
             # understand SHOULD respond with 501 (Not Implemented)."
             self._reject(501, "Unsupported Transfer-Encoding")

@@ -367,8 +367,10 @@ def test_oversized_head_is_431(loop: str) -> None:
 
 def test_unsupported_transfer_encoding_is_501(loop: str) -> None:
     with serve(hello, loop=loop) as server:
-        data = raw(server.port, b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n")
+        data = raw(server.port, b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n")
+        unframed = raw(server.port, b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n")
     assert data.startswith(b"HTTP/1.1 501 ")
+    assert unframed.startswith(b"HTTP/1.1 400 ")  # RFC 9112 §6.3: chunked must be the final coding
 
 
 def test_limit_concurrency_is_503(loop: str) -> None:
