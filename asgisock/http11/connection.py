@@ -63,6 +63,7 @@ class HTTP11Connection:
         "_chunk_open",
         "_chunked",
         "_events",
+        "_fields_size",
         "_framing_run",
         "_head_bytes",
         "_head_size",
@@ -91,6 +92,7 @@ class HTTP11Connection:
         self._watched: list[tuple[bytes, bytes]] = []
         self._head_bytes = 0
         self._head_size = 0
+        self._fields_size = 0
         self._in_head = False
         self._authority: bytes | None = None
         self._valid_host: bytes | None = None
@@ -160,6 +162,7 @@ class HTTP11Connection:
         self._headers = []
         self._watched = []
         self._head_bytes = 0
+        self._fields_size = 0
         self._in_head = True
         self._authority = None
         self._chunked = False
@@ -179,6 +182,7 @@ class HTTP11Connection:
         value = value.rstrip(b" \t")
         headers = self._headers
         headers.append((name, value))
+        self._fields_size += len(name) + len(value) + 4  # ": " and CRLF
         if len(headers) > MAX_HEADER_COUNT:
             self._reject(431, "Too many header fields")
         if name in _WATCHED:
@@ -190,8 +194,7 @@ class HTTP11Connection:
         method = parser.get_method()
         # The head as sent, less optional whitespace: "METHOD target HTTP/1.1", the fields with
         # ": " and CRLF, and the empty line.
-        self._head_size = size = (len(method) + len(self._url) + _HEAD_OVERHEAD
-                                  + sum(len(n) + len(v) + 4 for n, v in self._headers))
+        self._head_size = size = len(method) + len(self._url) + _HEAD_OVERHEAD + self._fields_size
         self._accounted += size
         if size > self._max_header_size:
             error = self._too_large(size)
