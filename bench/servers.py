@@ -52,7 +52,10 @@ def server_argv(name: str, app: str, port: int) -> list[str]:
         return [
             str(VENV / "bin" / "granian"), "--interface", "asgi", "--loop", "uvloop",
             "--workers", "1", "--http", "1", "--host", "127.0.0.1", "--port", str(port),
-            "--no-access-log", "--log-level", "warning", "--backlog", BACKLOG, target,
+            "--no-access-log", "--log-level", "warning", "--backlog", BACKLOG,
+            # granian serves at most this many connections at once (default backlog/workers):
+            # raised so that the 10,000 idle keep-alive connections are all answered.
+            "--backpressure", "16384", target,
         ]
     if name == "hypercorn":
         return [
