@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import configparser
 import json
 import logging
 import logging.config
@@ -178,8 +177,3 @@ def log_access(
         line = f"invalid access log format {fmt!r}: {exc}"
     access_logger.info(line)
 
-
-def ini_has_sections(path: str) -> bool:
-    """Tell a usable ``fileConfig`` file from a stray one before handing it to logging."""
-    parser = configparser.ConfigParser()
-    return bool(parser.read(path)) and parser.has_section("loggers")

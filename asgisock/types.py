@@ -18,38 +18,31 @@ class ASGIVersions(TypedDict):
     spec_version: str
 
 
-class HTTPScope(TypedDict):
+class _RequestScope(TypedDict):
+    """What the ``http`` and ``websocket`` scopes share: the request head they start from."""
+
+    asgi: ASGIVersions
+    http_version: str
+    scheme: str
+    path: str
+    raw_path: bytes
+    query_string: bytes
+    root_path: str
+    headers: Headers
+    client: tuple[str, int] | None
+    server: tuple[str, int | None] | None
+    state: NotRequired[dict[str, Any]]
+    extensions: NotRequired[dict[str, dict[object, object]]]
+
+
+class HTTPScope(_RequestScope):
     type: Literal["http"]
-    asgi: ASGIVersions
-    http_version: str
     method: str
-    scheme: str
-    path: str
-    raw_path: bytes
-    query_string: bytes
-    root_path: str
-    headers: Headers
-    client: tuple[str, int] | None
-    server: tuple[str, int | None] | None
-    state: NotRequired[dict[str, Any]]
-    extensions: NotRequired[dict[str, dict[object, object]]]
 
 
-class WebSocketScope(TypedDict):
+class WebSocketScope(_RequestScope):
     type: Literal["websocket"]
-    asgi: ASGIVersions
-    http_version: str
-    scheme: str
-    path: str
-    raw_path: bytes
-    query_string: bytes
-    root_path: str
-    headers: Headers
-    client: tuple[str, int] | None
-    server: tuple[str, int | None] | None
     subprotocols: list[str]
-    state: NotRequired[dict[str, Any]]
-    extensions: NotRequired[dict[str, dict[object, object]]]
 
 
 class LifespanScope(TypedDict):

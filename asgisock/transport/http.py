@@ -16,18 +16,18 @@ from typing import TYPE_CHECKING, cast
 
 from asgisock.asgi.http_cycle import HTTPCycle, ResponseState
 from asgisock.asgi.scope import http_scope
-from asgisock.exceptions import ClientDisconnected
 from asgisock.http11.connection import HTTP11Connection
 from asgisock.http11.events import EndOfMessage, Event, Request, RequestError
 from asgisock.http11.writer import DefaultHeaders, error_response
 from asgisock.logging import TRACE, error_logger
 from asgisock.transport.addresses import client_address, format_address, server_address
+from asgisock.transport.flow import WriteFlow
 
 if TYPE_CHECKING:
     from asgisock.transport.state import ServerState
 
 
-class HTTPProtocol(asyncio.Protocol):
+class HTTPProtocol(WriteFlow, asyncio.Protocol):
     """One client connection; a new instance per accepted socket."""
 
     def __init__(self, state: ServerState) -> None:
@@ -94,13 +94,6 @@ class HTTPProtocol(asyncio.Protocol):
             self.idle_timer = None
         if error_logger.isEnabledFor(TRACE):
             error_logger.log(TRACE, "%s - HTTP connection lost", self.client)
-
-    def pause_writing(self) -> None:
-        self.write_paused = True
-
-    def resume_writing(self) -> None:
-        self.write_paused = False
-        self._wake_drain_waiters()
 
     # -- events from the parser ------------------------------------------------------------
     def _dispatch(self, events: list[Event]) -> None:
@@ -195,17 +188,6 @@ class HTTPProtocol(asyncio.Protocol):
         if not self.closed:
             self.transport.write(data)
 
-    async def drain(self) -> None:
-        if self.closed:
-            raise ClientDisconnected("the client disconnected")
-        if not self.write_paused:
-            return
-        waiter = self.loop.create_future()
-        self.drain_waiters.append(waiter)
-        await waiter
-        if self.closed:
-            raise ClientDisconnected("the client disconnected")
-
     def app_finished(self, cycle: HTTPCycle) -> None:
         if cycle.task is not None:
             self.state.tasks.discard(cycle.task)
@@ -245,12 +227,6 @@ class HTTPProtocol(asyncio.Protocol):
             self.transport.resume_reading()
             if body is not None:
                 self._became_idle()  # waiting on the client's body again: restart its clock
-
-    def _wake_drain_waiters(self) -> None:
-        waiters, self.drain_waiters = self.drain_waiters, []
-        for waiter in waiters:
-            if not waiter.done():
-                waiter.set_result(None)
 
     def _became_idle(self) -> None:
         """Start the clock on the client: the next request head, or the rest of a request body,

@@ -29,6 +29,7 @@ from asgisock.http11.writer import (
 )
 from asgisock.logging import TRACE, error_logger
 from asgisock.transport.addresses import format_address
+from asgisock.transport.flow import WriteFlow
 from asgisock.ws.connection import (
     BytesMessage,
     Closed,
@@ -72,7 +73,7 @@ def upgrade_to_websocket(http: HTTPProtocol, request: Request) -> bool:
     return True
 
 
-class WebSocketProtocol(asyncio.Protocol):
+class WebSocketProtocol(WriteFlow, asyncio.Protocol):
     """One WebSocket connection, from the handshake to the closed socket."""
 
     def __init__(self, state: ServerState, request: Request, handshake: Handshake) -> None:
@@ -90,6 +91,7 @@ class WebSocketProtocol(asyncio.Protocol):
         """Set while a large message is compressed in a worker thread."""
         self.pending_input: list[bytes] = []
         self.drain_waiters: list[asyncio.Future[None]] = []
+        self.deny_start: tuple[int, Any] = (500, ())
         self.deny_head: ResponseHead | None = None
         self.ping_timer: asyncio.TimerHandle | None = None
         self.pong_timer: asyncio.TimerHandle | None = None
@@ -155,12 +157,11 @@ class WebSocketProtocol(asyncio.Protocol):
     def pause_writing(self) -> None:
         # A peer that does not read must not make us buffer without bound what we write on our
         # own (pongs, close frames): stop reading until it catches up.
-        self.write_paused = True
+        super().pause_writing()
         self._set_reading(False)
 
     def resume_writing(self) -> None:
-        self.write_paused = False
-        self._wake_drain_waiters()
+        super().resume_writing()
         self._resume_if_ready()
 
     # -- events from the protocol core -----------------------------------------------------
@@ -228,15 +229,16 @@ class WebSocketProtocol(asyncio.Protocol):
         result = negotiate(self.handshake.extensions, settings)
         return (None, None) if result is None else result
 
-    def deny(self, status: int, headers: Any, body: bytes, more_body: bool) -> None:
-        self.deny_status = status
-        self.deny_headers = headers
+    def deny(self, status: int, headers: Any) -> None:
+        """A Denial Response starts; its head goes out with the first body message."""
+        self.deny_start = (status, headers)
 
     def deny_body(self, body: bytes, more_body: bool) -> None:
         head = self.deny_head
         if head is None:
             try:
-                head = encode_head(self.deny_status, self.deny_headers, self.state.defaults, head_request=False,
+                status, headers = self.deny_start
+                head = encode_head(status, headers, self.state.defaults, head_request=False,
                                    http11=True, keep_alive=False, body_length=None if more_body else len(body))
             except InvalidResponse as exc:
                 raise RuntimeError(f"invalid websocket.http.response.start: {exc}") from None
@@ -331,17 +333,6 @@ class WebSocketProtocol(asyncio.Protocol):
         if not self.write_paused and not self.session.queue_full and not conn.close_transport_now():
             self._set_reading(True)
 
-    async def drain(self) -> None:
-        if self.closed:
-            raise ClientDisconnected("the client disconnected")
-        if not self.write_paused:
-            return
-        waiter = self.loop.create_future()
-        self.drain_waiters.append(waiter)
-        await waiter
-        if self.closed:
-            raise ClientDisconnected("the client disconnected")
-
     # -- timers ----------------------------------------------------------------------------
     def _send_keepalive_ping(self) -> None:
         """RFC 6455 §5.5.2: a ping the peer must answer; no pong in time means a dead peer."""
@@ -389,12 +380,6 @@ class WebSocketProtocol(asyncio.Protocol):
             self.transport.resume_reading()
         else:
             self.transport.pause_reading()
-
-    def _wake_drain_waiters(self) -> None:
-        waiters, self.drain_waiters = self.drain_waiters, []
-        for waiter in waiters:
-            if not waiter.done():
-                waiter.set_result(None)
 
     def shutdown(self) -> None:
         """Server shutdown: 1012 (service restart) to an open connection, else just close."""
