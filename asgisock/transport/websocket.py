@@ -124,8 +124,23 @@ class WebSocketProtocol(WriteFlow, asyncio.Protocol):
             self.pending_input.append(data)
             self._set_reading(False)
             return
+        session = self.session
+        if len(session.queue) < session.max_queue:
+            message = conn.receive_whole_message(data)
+            if message is not None:
+                self._deliver(session, message)
+                return
         conn.receive_data(data, max_messages=self._room())
         self._process(conn)
+
+    def _deliver(self, session: WebSocketSession, message: str | bytes) -> None:
+        """Hand over a message read on the fast path; pause reading when the queue fills."""
+        if type(message) is str:
+            full = session.deliver({"type": "websocket.receive", "text": message})
+        else:
+            full = session.deliver({"type": "websocket.receive", "bytes": message})
+        if full:
+            self._set_reading(False)
 
     def _room(self) -> int:
         """How many more messages the app's queue takes (``--ws-max-queue``)."""

@@ -123,6 +123,11 @@ class ConnectionClosedError(OSError):
 
 # Below this size, slicing a copy is cheaper than making a memoryview.
 _COPY_THRESHOLD = 1024
+# A masked frame with a 7-bit length: 2 bytes, then the 4-byte mask key (RFC 6455 §5.2).
+_SHORT_HEADER = 6
+# First byte of a whole message: FIN set, RSV1-3 clear, opcode text or binary.
+_WHOLE_TEXT = 0x80 | Opcode.TEXT
+_WHOLE_BINARY = 0x80 | Opcode.BINARY
 
 
 class WebSocketConnection:
@@ -187,6 +192,39 @@ class WebSocketConnection:
             return
         if pos < len(data) and self._is_reading():
             self._buffer = data[pos:]
+
+    def receive_whole_message(self, data: bytes) -> str | bytes | None:
+        """The fast path of ``receive_data`` for the commonest read: one small message.
+
+        When ``data`` is exactly one complete, final, uncompressed text or binary frame with a
+        7-bit payload length (RFC 6455 §5.2) and nothing else is pending (no buffered input,
+        no message in progress, no event uncollected, the connection open), the message is
+        returned at once, without an event. Otherwise nothing is consumed and the result is
+        None: the caller passes ``data`` to ``receive_data``, where every rule applies, so
+        anything this path does not accept (invalid UTF-8, a message over ``max_size``) fails
+        there exactly as before.
+        """
+        length = len(data) - _SHORT_HEADER
+        if (
+            not 0 <= length < 126
+            or data[1] != 0x80 | length  # masked, and the payload is all of the rest
+            or (data[0] != _WHOLE_TEXT and data[0] != _WHOLE_BINARY)
+            or self.state is not State.OPEN
+            or self._buffer
+            or self._message is not None
+            or self._frame is not None
+            or self._held_close is not None
+            or self._events
+            or (self.max_size is not None and length > self.max_size)
+        ):
+            return None
+        payload = apply_mask(data[_SHORT_HEADER:], data[2:_SHORT_HEADER])
+        if data[0] == _WHOLE_BINARY:
+            return payload
+        try:
+            return payload.decode("utf-8")
+        except UnicodeDecodeError:
+            return None  # receive_data fails the connection (§8.1)
 
     def receive_eof(self) -> None:
         """The peer closed its side of the TCP connection."""

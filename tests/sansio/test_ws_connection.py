@@ -798,3 +798,94 @@ def test_invalid_utf8_within_the_size_limit_wins_over_the_limit() -> None:
         for chunk in chunks:
             conn.receive_data(chunk)
         assert conn.events_received() == [Closed(1007, "invalid UTF-8 in text message")]
+
+
+# -- The fast path for a read of one small message -----------------------------------------
+
+
+def read_frames(conn: WebSocketConnection, reads: list[bytes], *, fast: bool) -> list[Event]:
+    """Feed one read at a time, trying ``receive_whole_message`` first as the transport does."""
+    events: list[Event] = []
+    for data in reads:
+        message = conn.receive_whole_message(data) if fast else None
+        if message is None:
+            conn.receive_data(data)
+            events += conn.events_received()
+        elif isinstance(message, str):
+            events.append(TextMessage(message))
+        else:
+            events.append(BytesMessage(message))
+    return events
+
+
+def test_whole_message_fast_path() -> None:
+    conn = WebSocketConnection()
+    assert conn.receive_whole_message(client_frame(TEXT, "héllo".encode())) == "héllo"
+    assert conn.receive_whole_message(client_frame(BINARY, b"\x00" * 125)) == b"\x00" * 125
+    assert conn.receive_whole_message(client_frame(TEXT)) == ""
+    assert conn.events_received() == []
+    assert conn.data_to_send() == b""
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        client_frame(TEXT, b"x" * 126),
+        client_frame(TEXT, b"\xff"),
+        client_frame(TEXT, b"ab", fin=False),
+        client_frame(TEXT, b"ab", rsv=4),
+        client_frame(CONT, b"ab"),
+        client_frame(PING, b"ab"),
+        client_frame(TEXT, b"ab") + client_frame(TEXT, b"cd"),
+        client_frame(TEXT, b"ab")[:-1],
+        bytes((0x81, 0x02)) + b"ab",
+    ],
+)
+def test_whole_message_fast_path_leaves_the_rest_to_receive_data(data: bytes) -> None:
+    conn = WebSocketConnection()
+    assert conn.receive_whole_message(data) is None
+    assert conn.events_received() == []
+    assert read_frames(conn, [data], fast=False) == read_frames(WebSocketConnection(), [data], fast=False)
+
+
+def test_whole_message_fast_path_respects_max_size() -> None:
+    conn = WebSocketConnection(max_size=3)
+    assert conn.receive_whole_message(client_frame(BINARY, b"abc")) == b"abc"
+    assert conn.receive_whole_message(client_frame(BINARY, b"abcd")) is None
+
+
+def test_whole_message_fast_path_not_inside_a_message_or_after_close() -> None:
+    conn = feed(client_frame(TEXT, b"a", fin=False))
+    assert conn.receive_whole_message(client_frame(TEXT, b"b")) is None
+    conn = WebSocketConnection()
+    conn.send_close()
+    assert conn.receive_whole_message(client_frame(TEXT, b"b")) is None
+
+
+@st.composite
+def frames(draw: st.DrawFn) -> bytes:
+    """One client frame, valid or not: any opcode, flags, small payload and mask key."""
+    opcode = draw(st.sampled_from([TEXT, BINARY, CONT, PING, PONG, CLOSE, 3]))
+    if draw(st.booleans()):
+        payload = draw(st.text(max_size=60)).encode()
+    else:
+        payload = draw(st.binary(max_size=130))
+    rsv = draw(st.sampled_from([0, 0, 0, 4, 2, 1]))
+    key = draw(st.binary(min_size=4, max_size=4))
+    return client_frame(opcode, payload, fin=draw(st.booleans()) or opcode == TEXT, rsv=rsv, key=key)
+
+
+@settings(max_examples=300)
+@given(
+    reads=st.lists(frames(), max_size=8),
+    max_size=st.sampled_from([None, 0, 10, 100]),
+    deflate=st.booleans(),
+)
+def test_fast_path_changes_nothing(reads: list[bytes], max_size: int | None, deflate: bool) -> None:
+    """With or without the fast path, one frame a read gives the same events, output, state."""
+    results = []
+    for fast in (False, True):
+        conn = WebSocketConnection(max_size=max_size, deflate=PerMessageDeflate() if deflate else None)
+        events = read_frames(conn, reads, fast=fast)
+        results.append((events, conn.data_to_send(), conn.state, conn.close_sent))
+    assert results[0] == results[1]
