@@ -16,10 +16,12 @@ from typing import Any, Final, Protocol, cast
 from asgisock.exceptions import ClientDisconnected
 from asgisock.http11.events import Request
 from asgisock.http11.writer import (
+    CHUNKED,
+    CONTENT_LENGTH,
     CONTINUE_RESPONSE,
     LAST_CHUNK,
+    NO_BODY,
     DefaultHeaders,
-    Framing,
     InvalidResponse,
     ResponseHead,
     encode_chunk,
@@ -56,6 +58,14 @@ class ResponseState(enum.Enum):
     COMPLETE = enum.auto()
 
 
+# Module-level names for the members: on Python 3.11 ``ResponseState.X`` is a descriptor lookup,
+# several of which each response would otherwise pay for.
+NOT_STARTED: Final = ResponseState.NOT_STARTED
+STARTED: Final = ResponseState.STARTED
+STREAMING: Final = ResponseState.STREAMING
+COMPLETE: Final = ResponseState.COMPLETE
+
+
 class HTTPCycle:
     """Carries one request to the app and its response back."""
 
@@ -87,7 +97,7 @@ class HTTPCycle:
         self.scope = scope
         self.access_format = access_format
         """The access log format, or None when access logging is off."""
-        self.state = ResponseState.NOT_STARTED
+        self.state = NOT_STARTED
         self.body: list[bytes] = []
         self.body_size = 0
         self.more_body = True
@@ -135,7 +145,7 @@ class HTTPCycle:
     # -- receive() -----------------------------------------------------------------------
     async def receive(self) -> Message:
         while True:
-            if self.disconnected or self.state is ResponseState.COMPLETE:
+            if self.disconnected or self.state is COMPLETE:
                 return _DISCONNECT.copy()
             if not self.request_delivered and (self.body or not self.more_body):
                 return self._request_message()
@@ -160,7 +170,7 @@ class HTTPCycle:
     def _send_continue(self) -> None:
         """RFC 9110 §10.1.1: answer 100 only once the app wants the body, never after a response."""
         self.continue_pending = False
-        if self.state is ResponseState.NOT_STARTED and self.more_body:
+        if self.state is NOT_STARTED and self.more_body:
             self.owner.write(CONTINUE_RESPONSE)
 
     # -- send() --------------------------------------------------------------------------
@@ -173,19 +183,19 @@ class HTTPCycle:
             raise RuntimeError(f"ASGI message without a 'type': {message!r}") from None
         state = self.state
         if kind == "http.response.body":
-            if state is ResponseState.STARTED:
+            if state is STARTED:
                 self._first_body(message)
-            elif state is ResponseState.STREAMING:
+            elif state is STREAMING:
                 self._more_body(message)
             else:
                 raise RuntimeError(_order_error(kind, state))
-        elif kind == "http.response.start" and state is ResponseState.NOT_STARTED:
+        elif kind == "http.response.start" and state is NOT_STARTED:
             status = message.get("status")
             if type(status) is not int or not 100 <= status <= 599:
                 raise RuntimeError(f"invalid status in http.response.start: {status!r}")
             self.status = status
             self.response_headers = message.get("headers", ())
-            self.state = ResponseState.STARTED
+            self.state = STARTED
             return  # the head waits for the first body message (ASGI allows it)
         else:
             raise RuntimeError(_order_error(kind, state))
@@ -197,32 +207,37 @@ class HTTPCycle:
         if type(body) is not bytes:
             body = _body_of(message)
         more = message.get("more_body", False)
+        request = self.request
         try:
             head = encode_head(
                 self.status, self.response_headers, self.owner.defaults,
-                head_request=self.request.method == b"HEAD",
-                http11=self.request.http_version == "1.1",
+                head_request=request.method == b"HEAD",
+                http11=request.http_version == "1.1",
                 keep_alive=self.keep_alive,
                 body_length=None if more else len(body),
             )
         except InvalidResponse as exc:
             raise RuntimeError(f"invalid http.response.start: {exc}") from None
-        if self.continue_pending and self.more_body:
-            # The client still waits for 100 before sending its body: the connection cannot be reused.
-            head = _without_keep_alive(self, head)
-        self.continue_pending = False
+        if self.continue_pending:
+            self.continue_pending = False
+            if self.more_body:
+                # The client still waits for 100 before sending its body: the connection cannot be reused.
+                head = _without_keep_alive(self, head)
         self.head = head
         self.keep_alive = head.keep_alive
-        self.state = ResponseState.STREAMING
+        self.state = STREAMING
         framing = head.framing
-        if framing is Framing.CHUNKED:
+        if framing is CONTENT_LENGTH:
+            if more or head.content_length != len(body):  # else the length is the body's own
+                self._check_length(head, len(body), more)
+            data = head.data + body
+        elif framing is CHUNKED:
             data = head.data + encode_chunk(body) if body else head.data
             if not more:
                 data += LAST_CHUNK
-        elif framing is Framing.NO_BODY:
+        elif framing is NO_BODY:
             data = head.data
         else:
-            self._check_length(head, len(body), more)
             data = head.data + body
         self.bytes_sent = len(body)
         self.owner.write(data)
@@ -238,12 +253,12 @@ class HTTPCycle:
         assert head is not None
         framing = head.framing
         self.bytes_sent += len(body)
-        if framing is Framing.CHUNKED:
+        if framing is CHUNKED:
             if body:
                 self.owner.write(encode_chunk(body) + LAST_CHUNK if not more else encode_chunk(body))
             elif not more:
                 self.owner.write(LAST_CHUNK)
-        elif framing is not Framing.NO_BODY:
+        elif framing is not NO_BODY:
             self._check_length(head, self.bytes_sent, more)
             if body:
                 self.owner.write(body)
@@ -256,12 +271,12 @@ class HTTPCycle:
             return
         if sent > expected or (not more and sent < expected):
             self.keep_alive = False  # the framing is broken: the connection cannot carry another response
-            self.state = ResponseState.COMPLETE
+            self.state = COMPLETE
             self.owner.response_complete(False)
             raise RuntimeError(f"response body is {sent} bytes, content-length says {expected}")
 
     def _complete(self) -> None:
-        self.state = ResponseState.COMPLETE
+        self.state = COMPLETE
         if self.access_format is not None and access_logger.isEnabledFor(20):
             log_access(self.access_format, self.scope, self.status, list(self.response_headers),
                        self.bytes_sent, time.monotonic() - self.start_time)
@@ -286,7 +301,7 @@ class HTTPCycle:
                 error_logger.debug("Client disconnected: %r", exc)
                 self._fail(log=False)
                 return
-            if self.state is ResponseState.COMPLETE:
+            if self.state is COMPLETE:
                 error_logger.error("Exception in ASGI application after the response was sent", exc_info=exc)
             else:
                 error_logger.error("Exception in ASGI application", exc_info=exc)
@@ -294,7 +309,7 @@ class HTTPCycle:
         else:
             if result is not None:
                 error_logger.error("ASGI callable should return None, but returned %r", result)
-            if self.state is not ResponseState.COMPLETE:
+            if self.state is not COMPLETE:
                 self._fail(log=True)
         finally:
             self.owner.app_finished(self)
@@ -302,14 +317,14 @@ class HTTPCycle:
     def _fail(self, *, log: bool) -> None:
         """End a cycle whose app did not finish its response: 500 if nothing was sent, else close."""
         state = self.state
-        if state is ResponseState.COMPLETE:
+        if state is COMPLETE:
             return
-        self.state = ResponseState.COMPLETE
+        self.state = COMPLETE
         self._wake()
         if self.disconnected:
             self.owner.response_complete(False)
             return
-        if state is ResponseState.STREAMING:
+        if state is STREAMING:
             if log:
                 error_logger.error("ASGI callable returned without completing the response")
             self.owner.response_complete(False)
@@ -342,9 +357,9 @@ def _body_of(message: Message) -> bytes:
 
 
 def _order_error(kind: Any, state: ResponseState) -> str:
-    if state is ResponseState.COMPLETE:
+    if state is COMPLETE:
         return f"ASGI message {kind!r} sent after the response was complete"
-    expected = "http.response.start" if state is ResponseState.NOT_STARTED else "http.response.body"
+    expected = "http.response.start" if state is NOT_STARTED else "http.response.body"
     return f"unexpected ASGI message {kind!r}; expected {expected!r}"
 
 
@@ -354,5 +369,5 @@ def _without_keep_alive(cycle: HTTPCycle, head: ResponseHead) -> ResponseHead:
     return encode_head(
         cycle.status, cycle.response_headers, cycle.owner.defaults,
         head_request=cycle.request.method == b"HEAD", http11=cycle.request.http_version == "1.1",
-        keep_alive=False, body_length=head.content_length if head.framing is Framing.CONTENT_LENGTH else None,
+        keep_alive=False, body_length=head.content_length if head.framing is CONTENT_LENGTH else None,
     )

@@ -11,7 +11,7 @@ import time
 from collections.abc import Iterable
 from email.utils import formatdate
 from http import HTTPStatus
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 from asgisock.http11.headers import FORBIDDEN_VALUE_RE, TOKEN_RE, has_token
 
@@ -27,6 +27,14 @@ class Framing(enum.Enum):
     CONTENT_LENGTH = enum.auto()
     CHUNKED = enum.auto()
     CLOSE_DELIMITED = enum.auto()
+
+
+# Module-level names for the members: on Python 3.11 ``Framing.X`` is a descriptor lookup that
+# costs more than the rest of a typical comparison on the response path.
+NO_BODY: Final = Framing.NO_BODY
+CONTENT_LENGTH: Final = Framing.CONTENT_LENGTH
+CHUNKED: Final = Framing.CHUNKED
+CLOSE_DELIMITED: Final = Framing.CLOSE_DELIMITED
 
 
 def _status_line(status: int) -> bytes:
@@ -45,12 +53,21 @@ _CHECKED_VALUES: set[bytes] = set()
 """Short values that passed the check: apps send the same few (content types) over and over."""
 _MAX_CHECKED_VALUES: Final = 4096
 _MAX_CACHED_VALUE: Final = 64
+_CLOSE_END: Final = b"connection: close\r\n\r\n"
+_KEEP_ALIVE_10_END: Final = b"connection: keep-alive\r\n\r\n"
+_LENGTH_LINES: Final = {length: b"content-length: %d\r\n" % length for length in range(4096)}
+"""Content-Length lines of short bodies, made once."""
 
 
 class DefaultHeaders:
-    """``Server``, ``Date`` and ``--header`` fields, encoded once (``Date`` once a second)."""
+    """``Server``, ``Date`` and ``--header`` fields, encoded once (``Date`` once a second).
 
-    __slots__ = ("_date_second", "_encoded", "_fixed", "_with_date", "names", "special")
+    Each head ends with these fields, the connection option and the empty line; the three
+    possible endings are joined once per second rather than once per response.
+    """
+
+    __slots__ = ("_close", "_date_expires", "_encoded", "_fixed", "_keep_alive", "_keep_alive_10", "_with_date",
+                 "names", "special")
 
     def __init__(self, *, server: bool, date: bool, extra: Iterable[tuple[bytes, bytes]] = ()) -> None:
         pairs = [(b"server", b"asgisock")] if server else []
@@ -60,17 +77,33 @@ class DefaultHeaders:
         """Names :func:`encode_head` looks at more closely."""
         self._fixed = b"".join(name + b": " + value + b"\r\n" for name, value in pairs)
         self._with_date = date
-        self._date_second = -1
-        self._encoded = self._fixed
+        self._date_expires = 0.0
+        self._set_encoded(self._fixed)
+
+    def _set_encoded(self, encoded: bytes) -> None:
+        self._encoded = encoded
+        self._keep_alive = encoded + b"\r\n"
+        self._close = encoded + _CLOSE_END
+        self._keep_alive_10 = encoded + _KEEP_ALIVE_10_END
+
+    def _set_date(self, now: float) -> None:
+        second = int(now)
+        self._date_expires = second + 1
+        date = formatdate(second, usegmt=True).encode("ascii")
+        self._set_encoded(self._fixed + b"date: " + date + b"\r\n")
 
     def encoded(self) -> bytes:
-        if self._with_date:
-            now = int(time.time())
-            if now != self._date_second:
-                self._date_second = now
-                date = formatdate(now, usegmt=True).encode("ascii")
-                self._encoded = self._fixed + b"date: " + date + b"\r\n"
+        if self._with_date and (now := time.time()) >= self._date_expires:
+            self._set_date(now)
         return self._encoded
+
+    def ending(self, keep_alive: bool, http11: bool) -> bytes:
+        """The default fields, the connection option (RFC 9112 §9.3) and the empty line."""
+        if self._with_date and (now := time.time()) >= self._date_expires:
+            self._set_date(now)
+        if not keep_alive:
+            return self._close
+        return self._keep_alive if http11 else self._keep_alive_10
 
     def without(self, names: set[bytes]) -> bytes:
         """The defaults minus those the app set itself (the app's value wins)."""
@@ -78,16 +111,17 @@ class DefaultHeaders:
                         if line and line.split(b":", 1)[0] not in names)
 
 
-class ResponseHead:
+class ResponseHead(NamedTuple):
     """The encoded head and what it decided about the body."""
 
-    __slots__ = ("content_length", "data", "framing", "keep_alive")
+    data: bytes
+    framing: Framing
+    content_length: int | None
+    keep_alive: bool
 
-    def __init__(self, data: bytes, framing: Framing, content_length: int | None, keep_alive: bool) -> None:
-        self.data = data
-        self.framing = framing
-        self.content_length = content_length
-        self.keep_alive = keep_alive
+
+_new_head: Final = tuple.__new__
+"""``ResponseHead(...)`` without the Python-level ``__new__`` a named tuple adds."""
 
 
 def check_name(name: Any) -> bytes:
@@ -159,29 +193,27 @@ def encode_head(
             parts += (name, b": ", value, b"\r\n")
     except (TypeError, ValueError) as exc:  # not an iterable of [bytes, bytes] pairs
         raise InvalidResponse(f"invalid headers {headers!r}: {exc}") from None
-    parts.append(defaults.encoded() if seen_defaults is None else defaults.without(seen_defaults))
     no_body = head_request or status < 200 or status == 204 or status == 304
     if no_body:
-        framing = Framing.NO_BODY
+        framing = NO_BODY
     elif content_length is not None:
-        framing = Framing.CONTENT_LENGTH
+        framing = CONTENT_LENGTH
     elif body_length is not None:
-        framing = Framing.CONTENT_LENGTH
+        framing = CONTENT_LENGTH
         content_length = body_length
-        parts.append(b"content-length: %d\r\n" % body_length)
+        parts.append(_LENGTH_LINES.get(body_length) or b"content-length: %d\r\n" % body_length)
     elif http11:
-        framing = Framing.CHUNKED
+        framing = CHUNKED
         parts.append(b"transfer-encoding: chunked\r\n")
     else:
-        framing = Framing.CLOSE_DELIMITED
+        framing = CLOSE_DELIMITED
         keep_alive = False
-    if not keep_alive:
-        parts.append(b"connection: close\r\n\r\n")
-    elif not http11:
-        parts.append(b"connection: keep-alive\r\n\r\n")
+    if seen_defaults is None:
+        parts.append(defaults.ending(keep_alive, http11))
     else:
-        parts.append(b"\r\n")
-    return ResponseHead(b"".join(parts), framing, content_length, keep_alive)
+        parts.append(defaults.without(seen_defaults))
+        parts.append(_CLOSE_END if not keep_alive else b"\r\n" if http11 else _KEEP_ALIVE_10_END)
+    return _new_head(ResponseHead, (b"".join(parts), framing, content_length, keep_alive))
 
 
 def encode_chunk(data: bytes) -> bytes:

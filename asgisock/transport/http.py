@@ -14,7 +14,7 @@ import asyncio
 from collections import deque
 from typing import TYPE_CHECKING, cast
 
-from asgisock.asgi.http_cycle import HTTPCycle, ResponseState
+from asgisock.asgi.http_cycle import COMPLETE, NOT_STARTED, STARTED, HTTPCycle
 from asgisock.asgi.scope import http_scope
 from asgisock.http11.connection import HTTP11Connection
 from asgisock.http11.events import EndOfMessage, Event, Request, RequestError
@@ -102,7 +102,7 @@ class HTTPProtocol(WriteFlow, asyncio.Protocol):
             if kind is bytes:
                 cycle = self.body_cycle
                 self.idle_since = self.loop.time()  # the body makes progress
-                if cycle is not None and cycle.state is not ResponseState.COMPLETE and cycle.feed_body(event):  # type: ignore[arg-type]
+                if cycle is not None and cycle.state is not COMPLETE and cycle.feed_body(event):  # type: ignore[arg-type]
                     self._update_reading()
             elif kind is Request:
                 if self.cycle is not None or self.closing:
@@ -176,7 +176,7 @@ class HTTPProtocol(WriteFlow, asyncio.Protocol):
                           error.reason)
         self.pending.clear()
         self.body_cycle = None
-        answer = cycle is self.cycle and cycle.state in (ResponseState.NOT_STARTED, ResponseState.STARTED)
+        answer = cycle is self.cycle and cycle.state in (NOT_STARTED, STARTED)
         cycle.disconnect()
         if not self.closed:
             if answer:
