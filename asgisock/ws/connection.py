@@ -33,6 +33,8 @@ from enum import Enum
 
 from asgisock.ws.deflate import PerMessageDeflate
 from asgisock.ws.frames import (
+    SHORT_BINARY_HEADERS,
+    SHORT_TEXT_HEADERS,
     CloseCode,
     FrameHeader,
     Opcode,
@@ -273,10 +275,21 @@ class WebSocketConnection:
     # -- Output ----------------------------------------------------------------------------
 
     def send_text(self, text: str) -> None:
-        self._send_message(Opcode.TEXT, text.encode("utf-8"))
+        payload = text.encode("utf-8")
+        if len(payload) < 126 and self._sends_plain():
+            self._output.append(SHORT_TEXT_HEADERS[len(payload)] + payload)
+        else:
+            self._send_message(Opcode.TEXT, payload)
 
     def send_bytes(self, data: bytes) -> None:
-        self._send_message(Opcode.BINARY, data)
+        if len(data) < 126 and self._sends_plain():
+            self._output.append(SHORT_BINARY_HEADERS[len(data)] + data)
+        else:
+            self._send_message(Opcode.BINARY, data)
+
+    def _sends_plain(self) -> bool:
+        """Whether a small message may go out as one frame with nothing to check or compress."""
+        return self.deflate is None and not self.close_sent and self.state is not State.CLOSED
 
     def send_ping(self, payload: bytes = b"") -> None:
         """Raises ValueError for a payload over 125 bytes (§5.5)."""

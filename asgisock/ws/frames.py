@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from enum import IntEnum
 
 __all__ = [
+    "SHORT_BINARY_HEADERS",
+    "SHORT_TEXT_HEADERS",
     "CloseCode",
     "FrameHeader",
     "Opcode",
@@ -181,6 +183,12 @@ def parse_header(buf: bytes, pos: int = 0) -> FrameHeader | None:
         buf[pos + size - 4 : pos + size],
         size,
     )
+
+
+# The two header bytes of a final, uncompressed text or binary frame by payload length, for
+# every length of the 7-bit form: the commonest server frames cost one concatenation.
+SHORT_TEXT_HEADERS: tuple[bytes, ...] = tuple(bytes((0x80 | Opcode.TEXT, n)) for n in range(126))
+SHORT_BINARY_HEADERS: tuple[bytes, ...] = tuple(bytes((0x80 | Opcode.BINARY, n)) for n in range(126))
 
 
 def build_frame(opcode: Opcode, payload: bytes, *, fin: bool = True, rsv1: bool = False) -> bytes:

@@ -621,6 +621,32 @@ def test_send_messages() -> None:
     assert conn.data_to_send() == b""
 
 
+@pytest.mark.parametrize("size", [0, 1, 125, 126])
+def test_send_message_sizes(size: int) -> None:
+    conn = WebSocketConnection()
+    conn.send_text("é" * size)
+    conn.send_bytes(b"\xff" * size)
+    assert server_frames(conn.data_to_send()) == [Frame(TEXT, "é".encode() * size), Frame(BINARY, b"\xff" * size)]
+
+
+def test_send_small_messages_compressed() -> None:
+    conn = WebSocketConnection(deflate=PerMessageDeflate(compress_threshold=0))
+    conn.send_text("a" * 100)
+    conn.send_bytes(b"b" * 100)
+    assert [frame.rsv1 for frame in server_frames(conn.data_to_send())] == [True, True]
+
+
+@pytest.mark.parametrize("send", [lambda c: c.send_text("a"), lambda c: c.send_bytes(b"a")])
+def test_send_small_message_after_close(send: Callable[[WebSocketConnection], None]) -> None:
+    conn = WebSocketConnection()
+    conn.send_close()
+    with pytest.raises(ConnectionClosedError):
+        send(conn)
+    conn = feed(client_frame(CLOSE))
+    with pytest.raises(ConnectionClosedError):
+        send(conn)
+
+
 def test_send_ping_too_long() -> None:
     with pytest.raises(ValueError, match="125"):
         WebSocketConnection().send_ping(b"x" * 126)

@@ -9,6 +9,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from asgisock.ws.frames import (
+    SHORT_BINARY_HEADERS,
+    SHORT_TEXT_HEADERS,
     CloseCode,
     Opcode,
     ProtocolError,
@@ -88,6 +90,13 @@ def test_build_frame_length_forms(length: int, header: bytes) -> None:
     # RFC 6455 §5.2: 7-bit, 16-bit and 64-bit lengths, minimal form.
     payload = b"a" * length
     assert build_frame(Opcode.TEXT, payload) == header + payload
+
+
+def test_short_headers_match_build_frame() -> None:
+    for length in range(126):
+        payload = b"a" * length
+        assert SHORT_TEXT_HEADERS[length] + payload == build_frame(Opcode.TEXT, payload)
+        assert SHORT_BINARY_HEADERS[length] + payload == build_frame(Opcode.BINARY, payload)
 
 
 def test_build_frame_rfc_examples() -> None:
