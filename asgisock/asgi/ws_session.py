@@ -48,6 +48,10 @@ class SessionState(enum.Enum):
     """The app closed, or the connection is gone: ``send()`` raises."""
 
 
+# CPython 3.11 looks an enum member up on its class slowly: send() compares with this name.
+_CONNECTED: Final = SessionState.CONNECTED
+
+
 class WebSocketSession:
     """Carries messages between one WebSocket connection and the app."""
 
@@ -129,7 +133,7 @@ class WebSocketSession:
         except (KeyError, TypeError):
             raise RuntimeError(f"ASGI message without a 'type': {message!r}") from None
         state = self.state
-        if kind == "websocket.send" and state is SessionState.CONNECTED:
+        if kind == "websocket.send" and state is _CONNECTED:
             pending = self.owner.send_data(_data_of(message))
             if pending is not None:
                 await pending
