@@ -33,6 +33,23 @@ def decode_path(raw_path: bytes) -> str:
     return unquote_to_bytes(raw_path).decode("utf-8", "replace")
 
 
+_PATHS: dict[bytes, str] = {}
+"""Decoded paths a server sees over and over (its routes); bounded, see :func:`_path`."""
+_MAX_PATHS: Final = 1024
+_MAX_CACHED_PATH: Final = 256
+_METHODS: Final = {method: method.decode("ascii") for method in (b"GET", b"HEAD", b"POST", b"PUT", b"DELETE",
+                                                                   b"OPTIONS", b"PATCH", b"TRACE")}
+
+
+def _path(raw_path: bytes) -> str:
+    path = _PATHS.get(raw_path)
+    if path is None:
+        path = decode_path(raw_path)
+        if len(raw_path) <= _MAX_CACHED_PATH and len(_PATHS) < _MAX_PATHS:
+            _PATHS[raw_path] = path
+    return path
+
+
 def http_scope(
     request: Request,
     *,
@@ -44,15 +61,18 @@ def http_scope(
 ) -> dict[str, Any]:
     target = request.target
     if target[0] == 0x2F and b"#" not in target:  # origin-form "/...": the common case, inlined
-        mark = target.find(b"?")
-        raw_path, query = (target, b"") if mark < 0 else (target[:mark], target[mark + 1 :])
+        if b"?" in target:
+            raw_path, _, query = target.partition(b"?")
+        else:
+            raw_path, query = target, b""
     else:
         raw_path, query = split_target(target)
-    path = raw_path.decode("ascii") if b"%" not in raw_path and raw_path.isascii() else decode_path(raw_path)
+    path = _PATHS.get(raw_path) or _path(raw_path)
     if root_path:
         # The path an app sees includes its mount point (ASGI "root_path"; Starlette relies on it).
         path = root_path + path
         raw_path = root_path.encode("utf-8") + raw_path
+    method = request.method
     return {
         "type": "http",
         "asgi": ASGI_VERSIONS,
@@ -60,7 +80,7 @@ def http_scope(
         "server": server,
         "client": client,
         "scheme": scheme,
-        "method": request.method.decode("ascii"),
+        "method": _METHODS.get(method) or method.decode("ascii"),
         "root_path": root_path,
         "path": path,
         "raw_path": raw_path,

@@ -16,14 +16,17 @@ from typing import Final, NoReturn
 
 import httptools
 
-from asgisock.http11.events import END_OF_MESSAGE, Event, Request, RequestError
+from asgisock.http11.events import END_OF_MESSAGE, Event, Request, RequestError, new_request
 from asgisock.http11.headers import HOST_RE, has_token, list_members, parse_digits
 
 MAX_HEADER_COUNT: Final = 100
 """Requests with more header fields get 431 (as Apache's LimitRequestFields)."""
 
-_WATCHED: Final = frozenset({b"host", b"expect", b"transfer-encoding", b"content-length"})
-"""Fields whose values decide how the request is framed or answered; kept aside as they arrive."""
+_WATCHED: Final = frozenset(
+    {b"host", b"expect", b"transfer-encoding", b"content-length", b"connection", b"upgrade"}
+)
+"""Fields whose values decide how the request is framed or answered; kept aside as they arrive,
+so that the head is not searched again once complete."""
 
 _HEAD_OVERHEAD: Final = len(b"  HTTP/1.1\r\n\r\n")
 """Bytes of a request head besides the method, the target and the field lines."""
@@ -181,12 +184,13 @@ class HTTP11Connection:
         # drops the leading part only).
         value = value.rstrip(b" \t")
         headers = self._headers
-        headers.append((name, value))
+        field = (name, value)
+        headers.append(field)
         self._fields_size += len(name) + len(value) + 4  # ": " and CRLF
         if len(headers) > MAX_HEADER_COUNT:
             self._reject(431, "Too many header fields")
         if name in _WATCHED:
-            self._watched.append((name, value))
+            self._watched.append(field)
 
     def on_headers_complete(self) -> None:
         self._in_head = False
@@ -210,16 +214,16 @@ class HTTP11Connection:
         if target[:1] != b"/" or b"#" in target:
             self._check_target(method, target)
         watched = self._watched
-        if len(watched) == 1 and watched[0][0] == b"host":  # most requests: no body, no Expect
-            self._check_host(version, watched[0][1], 1)
-            expect_continue = False
+        if len(watched) == 1 and watched[0][0] == b"host":  # most requests: no body, no options
+            if watched[0][1] != self._valid_host or self._authority is not None:
+                self._check_host(version, watched[0][1], 1)
+            request = new_request(Request, (method, target, version, self._headers, version == "1.1", False, False))
         else:
-            expect_continue = self._check_fields(version, watched)
-        request = self._make_request(method, version, expect_continue)
-        if request.upgrade and (self._chunked or self._body_length):
-            # A handshake is a GET without content (RFC 6455 §4.1); here the bytes after the
-            # head would be read as a body by some and as WebSocket frames by others.
-            self._reject(400, "WebSocket handshake with a body")
+            request = self._check_fields(method, version, watched)
+            if request.upgrade and (self._chunked or self._body_length):
+                # A handshake is a GET without content (RFC 6455 §4.1); here the bytes after the
+                # head would be read as a body by some and as WebSocket frames by others.
+                self._reject(400, "WebSocket handshake with a body")
         self._in_chunked_body = self._progress = self._chunked
         self._events.append(request)
 
@@ -272,13 +276,15 @@ class HTTP11Connection:
             self._reject(400, "Invalid authority in request target")
         self._authority = authority
 
-    def _check_fields(self, version: str, watched: list[tuple[bytes, bytes]]) -> bool:
-        """Check Host, framing and Expect; whether to answer ``100 Continue``."""
+    def _check_fields(self, method: bytes, version: str, watched: list[tuple[bytes, bytes]]) -> Request:
+        """Check Host, framing, Expect and the connection options; the request they describe."""
         host: bytes | None = None
         hosts = 0
         length: bytes | None = None  # llhttp refuses a second Content-Length
         codings: bytes | None = None
         expectations: bytes | None = None
+        keep_alive = version == "1.1"
+        upgrade = False
         for name, value in watched:
             if name == b"host":
                 host = value
@@ -287,14 +293,24 @@ class HTTP11Connection:
                 length = value
             elif name == b"transfer-encoding":  # RFC 9110 §5.3: field lines combine with commas
                 codings = value if codings is None else codings + b"," + value
-            else:
+            elif name == b"expect":
                 expectations = value if expectations is None else expectations + b"," + value
+            elif name == b"connection":
+                if has_token(value, b"close"):
+                    keep_alive = False
+                elif version == "1.0" and has_token(value, b"keep-alive"):
+                    keep_alive = True
+            elif self._upgrade_websocket and has_token(value, b"websocket"):  # upgrade
+                # llhttp flags an upgrade only with a ``Connection: upgrade`` option too (RFC 9110
+                # §7.8); an ``Upgrade`` field alone is informational and served as plain HTTP.
+                upgrade = self._parser.should_upgrade()
         self._check_host(version, host, hosts)
         if codings is not None:
             self._check_codings(version, codings)
         elif length is not None:
             self._body_length = self._content_length(length)
-        return expectations is not None and self._check_expect(version, expectations)
+        expect_continue = expectations is not None and self._check_expect(version, expectations)
+        return new_request(Request, (method, self._url, version, self._headers, keep_alive, expect_continue, upgrade))
 
     def _check_host(self, version: str, host: bytes | None, count: int) -> None:
         """RFC 9112 §3.2: "A server MUST respond with a 400 (Bad Request) status code to any
@@ -367,22 +383,6 @@ class HTTP11Connection:
         # "A server that receives a 100-continue expectation in an HTTP/1.0 request MUST ignore
         # that expectation."
         return bool(members) and version == "1.1"
-
-    def _make_request(self, method: bytes, version: str, expect_continue: bool) -> Request:
-        headers = self._headers
-        keep_alive = version == "1.1"
-        upgrade = False
-        for name, value in headers:
-            if name == b"connection":
-                if has_token(value, b"close"):
-                    keep_alive = False
-                elif version == "1.0" and has_token(value, b"keep-alive"):
-                    keep_alive = True
-            elif name == b"upgrade" and self._upgrade_websocket and has_token(value, b"websocket"):
-                # llhttp flags an upgrade only with a ``Connection: upgrade`` option too (RFC 9110
-                # §7.8); an ``Upgrade`` field alone is informational and served as plain HTTP.
-                upgrade = self._parser.should_upgrade()
-        return Request(method, self._url, version, headers, keep_alive, expect_continue, upgrade)
 
     # -- upgrades ------------------------------------------------------------------------
     def _on_upgrade(self, rest: bytes) -> None:
