@@ -172,8 +172,8 @@ class HTTP11Connection:
         self._body_length = 0
 
     def on_url(self, url: bytes) -> None:
-        self._url += url
-        if len(self._url) > self._max_header_size:
+        self._url = url = self._url + url
+        if len(url) > self._max_header_size:
             self._reject(414, "URI too long")
 
     def on_header(self, name: bytes, value: bytes) -> None:

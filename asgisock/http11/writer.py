@@ -55,6 +55,8 @@ _MAX_CHECKED_VALUES: Final = 4096
 _MAX_CACHED_VALUE: Final = 64
 _CLOSE_END: Final = b"connection: close\r\n\r\n"
 _KEEP_ALIVE_10_END: Final = b"connection: keep-alive\r\n\r\n"
+_NO_BODY_STATUSES: Final = frozenset([*range(100, 200), 204, 304])
+"""Responses that never have content (RFC 9110 §6.4.1)."""
 _LENGTH_LINES: Final = {length: b"content-length: %d\r\n" % length for length in range(4096)}
 """Content-Length lines of short bodies, made once."""
 
@@ -193,8 +195,7 @@ def encode_head(
             parts += (name, b": ", value, b"\r\n")
     except (TypeError, ValueError) as exc:  # not an iterable of [bytes, bytes] pairs
         raise InvalidResponse(f"invalid headers {headers!r}: {exc}") from None
-    no_body = head_request or status < 200 or status == 204 or status == 304
-    if no_body:
+    if head_request or status in _NO_BODY_STATUSES:
         framing = NO_BODY
     elif content_length is not None:
         framing = CONTENT_LENGTH
