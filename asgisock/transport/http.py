@@ -134,8 +134,9 @@ class HTTPProtocol(WriteFlow, asyncio.Protocol):
 
     def _start_cycle(self, request: Request, *, complete: bool = False) -> None:
         """Hand a request to the app; ``complete`` when its end (no body) is already read."""
-        # From here the clock runs only while the request body is awaited from the client.
-        self.idle_since = self.loop.time()
+        if not complete:
+            # From here the clock runs only while the request body is awaited from the client.
+            self.idle_since = self.loop.time()
         if request.upgrade and self._upgrade(request):
             return
         scope = http_scope(request, scheme=self.scheme, client=self.client, server=self.server,
