@@ -183,12 +183,9 @@ class HTTP11Connection:
         # RFC 9112 §5.1: the field value does not include leading or trailing whitespace (llhttp
         # drops the leading part only).
         value = value.rstrip(b" \t")
-        headers = self._headers
         field = (name, value)
-        headers.append(field)
-        self._fields_size += len(name) + len(value) + 4  # ": " and CRLF
-        if len(headers) > MAX_HEADER_COUNT:
-            self._reject(431, "Too many header fields")
+        self._headers.append(field)
+        self._fields_size += len(name) + len(value)  # and 4 for ": " and CRLF, added once complete
         if name in _WATCHED:
             self._watched.append(field)
 
@@ -198,11 +195,15 @@ class HTTP11Connection:
         method = parser.get_method()
         # The head as sent, less optional whitespace: "METHOD target HTTP/1.1", the fields with
         # ": " and CRLF, and the empty line.
-        self._head_size = size = len(method) + len(self._url) + _HEAD_OVERHEAD + self._fields_size
+        headers = self._headers
+        self._head_size = size = len(method) + len(self._url) + _HEAD_OVERHEAD + self._fields_size + 4 * len(headers)
         self._accounted += size
         if size > self._max_header_size:
             error = self._too_large(size)
             self._reject(error.status, error.reason)
+        if len(headers) > MAX_HEADER_COUNT:
+            # Counted once complete: the limit on the head's size already bounds what is held.
+            self._reject(431, "Too many header fields")
         version = parser.get_http_version()
         if version != "1.1" and version != "1.0":
             version = self._other_version(version)
@@ -217,7 +218,7 @@ class HTTP11Connection:
         if len(watched) == 1 and watched[0][0] == b"host":  # most requests: no body, no options
             if watched[0][1] != self._valid_host or self._authority is not None:
                 self._check_host(version, watched[0][1], 1)
-            request = new_request(Request, (method, target, version, self._headers, version == "1.1", False, False))
+            request = new_request(Request, (method, target, version, headers, version == "1.1", False, False))
         else:
             request = self._check_fields(method, version, watched)
             if request.upgrade and (self._chunked or self._body_length):
