@@ -7,6 +7,7 @@ import base64
 import os
 import socket
 import threading
+import time
 from typing import Any
 
 import httpx
@@ -373,6 +374,35 @@ def test_unread_messages_pause_reading(loop: str) -> None:
         assert sent < 200 * len(frame)
         protocol = server.call(lambda: next(iter(server.server.state.connections)))  # type: ignore[union-attr]
         assert len(protocol.session.queue) <= 4
+
+
+def test_small_messages_read_one_at_a_time_pause_reading(loop: str) -> None:
+    """Small messages, each in its own read, fill the queue to ws_max_queue and no further."""
+    accepted = threading.Event()
+
+    async def app(scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        await receive()
+        await send({"type": "websocket.accept"})
+        accepted.set()
+        await asyncio.sleep(3600)
+
+    with serve(app, loop=loop, ws_max_queue=4, timeout_graceful_shutdown=0.5) as server, handshake(server) as sock:
+        assert sock.recv(1024).startswith(b"HTTP/1.1 101 ")
+        assert accepted.wait(timeout(5))
+        protocol = server.call(lambda: next(iter(server.server.state.connections)))  # type: ignore[union-attr]
+        for index in range(4):
+            assert not server.call(lambda: protocol.read_paused)
+            sock.sendall(client_frame(1, str(index).encode()))
+            deadline = time.monotonic() + timeout(5)
+            while server.call(lambda: len(protocol.session.queue)) <= index:
+                assert time.monotonic() < deadline
+                time.sleep(0.005)
+        assert server.call(lambda: protocol.read_paused)
+        sock.sendall(client_frame(1, b"4"))
+        time.sleep(0.05)
+        assert [message["text"] for message in server.call(lambda: list(protocol.session.queue))] == [
+            "0", "1", "2", "3",
+        ]
 
 
 def test_slow_reader_backpressure(loop: str) -> None:
