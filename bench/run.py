@@ -213,7 +213,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         for scenario in scenarios:
             runs += run_scenario(scenario, servers, rounds, settings, Path(scratch))
             save(output, meta, runs, started)
-    log(f"results in {output.relative_to(env.REPO_ROOT)} "
+    shown = output.relative_to(env.REPO_ROOT) if output.is_relative_to(env.REPO_ROOT) else output
+    log(f"results in {shown} "
         f"({(time.monotonic() - started) / 60:.1f} min)")
     if args.report if args.report is not None else not args.quick:
         report.render(output)
