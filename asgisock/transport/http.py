@@ -35,6 +35,7 @@ class HTTPProtocol(WriteFlow, asyncio.Protocol):
         config = state.config
         self.loop = state.loop
         self.app = state.app
+        self.tasks = state.tasks
         self.defaults: DefaultHeaders = state.defaults
         self.access_format = config.access_log_format if config.access_log else None
         self.timeout_keep_alive = config.timeout_keep_alive
@@ -141,8 +142,7 @@ class HTTPProtocol(WriteFlow, asyncio.Protocol):
             return
         scope = http_scope(request, scheme=self.scheme, client=self.client, server=self.server,
                            root_path=self.root_path, state=self.state.app_state)
-        cycle = HTTPCycle(self, request, scope, self.access_format)
-        self.cycle = cycle
+        self.cycle = cycle = HTTPCycle(self, request, scope, self.access_format)
         if complete:
             cycle.more_body = False
         else:
@@ -155,7 +155,7 @@ class HTTPProtocol(WriteFlow, asyncio.Protocol):
             self._reject(RequestError(503, "Service Unavailable"))
             return
         cycle.task = task = self.loop.create_task(cycle.run(self.app))
-        self.state.tasks.add(task)
+        self.tasks.add(task)
 
     def _upgrade(self, request: Request) -> bool:
         """Hand a WebSocket handshake to the WebSocket protocol; False to serve it as HTTP."""
@@ -200,8 +200,7 @@ class HTTPProtocol(WriteFlow, asyncio.Protocol):
             self.transport.write(data)
 
     def app_finished(self, cycle: HTTPCycle) -> None:
-        if cycle.task is not None:
-            self.state.tasks.discard(cycle.task)
+        self.tasks.discard(cycle.task)  # None when never started: a no-op
 
     def body_consumed(self) -> None:
         self._update_reading()
