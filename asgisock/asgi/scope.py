@@ -9,6 +9,13 @@ import httptools
 
 from asgisock.http11.events import Request
 
+# Single bytes are looked for by value: ``b"?" in target`` first tries ``b"?"`` as an integer and
+# raises (and clears) a TypeError inside, several times the cost of the search itself.
+_SLASH: Final = ord("/")
+_HASH: Final = ord("#")
+_QUESTION: Final = ord("?")
+_PERCENT: Final = ord("%")
+
 ASGI_VERSIONS: Final = {"version": "3.0", "spec_version": "2.5"}
 """HTTP/WebSocket spec 2.5: ``reason`` in ``websocket.disconnect``, ``send()`` after close raises
 ``OSError``, Denial Response, ``state``; all honoured, so it is advertised."""
@@ -28,7 +35,7 @@ def split_target(target: bytes) -> tuple[bytes, bytes]:
 def decode_path(raw_path: bytes) -> str:
     """Percent-decode, then decode UTF-8 (ASGI: "with percent-encoded sequences and UTF-8 byte
     sequences decoded into characters"); undecodable bytes become U+FFFD."""
-    if b"%" not in raw_path and raw_path.isascii():
+    if _PERCENT not in raw_path and raw_path.isascii():
         return raw_path.decode("ascii")
     return unquote_to_bytes(raw_path).decode("utf-8", "replace")
 
@@ -60,8 +67,8 @@ def http_scope(
     state: dict[str, Any],
 ) -> dict[str, Any]:
     target = request.target
-    if target[0] == 0x2F and b"#" not in target:  # origin-form "/...": the common case, inlined
-        if b"?" in target:
+    if target[0] == _SLASH and _HASH not in target:  # origin-form "/...": the common case, inlined
+        if _QUESTION in target:
             raw_path, _, query = target.partition(b"?")
         else:
             raw_path, query = target, b""

@@ -36,6 +36,11 @@ _SLICE: Final = 65536
 feed that ends in them may hide up to this many bytes from the limit."""
 
 
+_HASH: Final = ord("#")
+"""Single bytes are looked for by value: ``b"#" in data`` first tries ``b"#"`` as an integer and
+raises (and clears) a TypeError inside, several times the cost of the search itself."""
+
+
 class _Reject(Exception):
     """Raised inside a parser callback to stop parsing; the error is kept on the connection."""
 
@@ -212,7 +217,7 @@ class HTTP11Connection:
             # cannot. Whatever follows the head would be tunnel data, so the connection closes.
             self._reject(501, "CONNECT is not supported")
         target = self._url
-        if target[:1] != b"/" or b"#" in target:
+        if target[:1] != b"/" or _HASH in target:
             self._check_target(method, target)
         watched = self._watched
         if len(watched) == 1 and watched[0][0] == b"host":  # most requests: no body, no options
