@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Final, cast
 
 from asgisock.asgi.http_cycle import COMPLETE, NOT_STARTED, STARTED, HTTPCycle
 from asgisock.asgi.scope import http_scope
@@ -25,6 +25,9 @@ from asgisock.transport.flow import WriteFlow
 
 if TYPE_CHECKING:
     from asgisock.transport.state import ServerState
+
+
+_TASK_NAME: Final = "asgisock: HTTP request"
 
 
 class HTTPProtocol(WriteFlow, asyncio.Protocol):
@@ -154,7 +157,13 @@ class HTTPProtocol(WriteFlow, asyncio.Protocol):
             error_logger.warning("Exceeded concurrency limit: answering 503")
             self._reject(RequestError(503, "Service Unavailable"))
             return
-        cycle.task = task = self.loop.create_task(cycle.run(self.app))
+        loop = self.loop
+        if loop.get_task_factory() is None:
+            # What loop.create_task() does, less a unique "Task-<n>" name formatted for each request.
+            task = asyncio.Task(cycle.run(self.app), loop=loop, name=_TASK_NAME)
+        else:
+            task = loop.create_task(cycle.run(self.app))
+        cycle.task = task
         self.tasks.add(task)
 
     def _upgrade(self, request: Request) -> bool:

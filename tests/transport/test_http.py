@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import socket
 import threading
@@ -483,3 +484,45 @@ def test_no_access_log(loop: str, caplog: pytest.LogCaptureFixture) -> None:
     with serve(hello, loop=loop, access_log=False) as server:
         httpx.get(server.url)
     assert not [r for r in caplog.records if r.name == "asgisock.access"]
+
+
+def test_app_runs_in_a_task_of_its_own_per_request(loop: str) -> None:
+    """A fresh task, and so a fresh copy of the context, for every request on a connection."""
+    seen: list[tuple[str, bool]] = []
+    marker = contextvars.ContextVar("marker", default=False)
+
+    async def app(scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        seen.append((task.get_name(), marker.get()))
+        marker.set(True)  # must not leak into the next request's context
+        await respond(send, 200, b"ok")
+
+    with serve(app, loop=loop) as server, httpx.Client() as client:
+        for _ in range(2):
+            assert client.get(server.url).text == "ok"
+    assert seen == [("asgisock: HTTP request", False)] * 2
+
+
+def test_a_task_factory_set_by_the_app_is_used(loop: str) -> None:
+    """An app (or its instrumentation) may install a task factory at startup: request tasks are
+    made through it."""
+    made: list[str] = []
+
+    def factory(event_loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> asyncio.Task[Any]:
+        made.append(getattr(coro, "__qualname__", ""))
+        return asyncio.Task(coro, loop=event_loop, **kwargs)
+
+    async def app(scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await receive()
+            asyncio.get_running_loop().set_task_factory(factory)
+            await send({"type": "lifespan.startup.complete"})
+            await receive()
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+        await respond(send, 200, b"ok")
+
+    with serve(app, loop=loop, lifespan="on") as server:
+        assert httpx.get(server.url).text == "ok"
+    assert "HTTPCycle.run" in made
