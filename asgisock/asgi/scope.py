@@ -66,7 +66,9 @@ def http_scope(
     root_path: str,
     state: dict[str, Any],
 ) -> dict[str, Any]:
-    target = request.target
+    # One unpacking instead of an attribute lookup per field: a named tuple's fields are slower
+    # to read one by one than a slotted class's.
+    method, target, http_version, headers, _, _, _ = request
     if target[0] == _SLASH and _HASH not in target:  # origin-form "/...": the common case, inlined
         if _QUESTION in target:
             raw_path, _, query = target.partition(b"?")
@@ -79,11 +81,10 @@ def http_scope(
         # The path an app sees includes its mount point (ASGI "root_path"; Starlette relies on it).
         path = root_path + path
         raw_path = root_path.encode("utf-8") + raw_path
-    method = request.method
     return {
         "type": "http",
         "asgi": ASGI_VERSIONS,
-        "http_version": request.http_version,
+        "http_version": http_version,
         "server": server,
         "client": client,
         "scheme": scheme,
@@ -92,7 +93,7 @@ def http_scope(
         "path": path,
         "raw_path": raw_path,
         "query_string": query,
-        "headers": request.headers,
+        "headers": headers,
         "state": state.copy(),
         "extensions": {},
     }
