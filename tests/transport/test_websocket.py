@@ -350,15 +350,22 @@ def test_keepalive_answered_keeps_connection(loop: str) -> None:
             ws.ping().wait(timeout(5))
 
 
-def test_unread_messages_pause_reading(loop: str) -> None:
-    """An app that never calls receive() gets at most ws_max_queue messages buffered."""
-    accepted = threading.Event()
+def _never_receiving(accepted: threading.Event) -> Any:
+    """An app that accepts, says so through ``accepted``, and never calls receive() again."""
 
     async def app(scope: dict[str, Any], receive: Receive, send: Send) -> None:
         await receive()
         await send({"type": "websocket.accept"})
         accepted.set()
         await asyncio.sleep(3600)
+
+    return app
+
+
+def test_unread_messages_pause_reading(loop: str) -> None:
+    """An app that never calls receive() gets at most ws_max_queue messages buffered."""
+    accepted = threading.Event()
+    app = _never_receiving(accepted)
 
     with serve(app, loop=loop, ws_max_queue=4, timeout_graceful_shutdown=0.5) as server, handshake(server) as sock:
         assert sock.recv(1024).startswith(b"HTTP/1.1 101 ")
@@ -379,12 +386,7 @@ def test_unread_messages_pause_reading(loop: str) -> None:
 def test_small_messages_read_one_at_a_time_pause_reading(loop: str) -> None:
     """Small messages, each in its own read, fill the queue to ws_max_queue and no further."""
     accepted = threading.Event()
-
-    async def app(scope: dict[str, Any], receive: Receive, send: Send) -> None:
-        await receive()
-        await send({"type": "websocket.accept"})
-        accepted.set()
-        await asyncio.sleep(3600)
+    app = _never_receiving(accepted)
 
     with serve(app, loop=loop, ws_max_queue=4, timeout_graceful_shutdown=0.5) as server, handshake(server) as sock:
         assert sock.recv(1024).startswith(b"HTTP/1.1 101 ")
@@ -396,10 +398,11 @@ def test_small_messages_read_one_at_a_time_pause_reading(loop: str) -> None:
             deadline = time.monotonic() + timeout(5)
             while server.call(lambda: len(protocol.session.queue)) <= index:
                 assert time.monotonic() < deadline
-                time.sleep(0.005)
+                time.sleep(0.005)  # polling the server's own count, bounded by the deadline
         assert server.call(lambda: protocol.read_paused)
-        sock.sendall(client_frame(1, b"4"))
-        time.sleep(0.05)
+        sock.sendall(client_frame(1, b"4"))  # on loopback, in the server's socket buffer on return
+        for _ in range(2):  # two loop iterations: a read that was not paused would have happened
+            server.call(lambda: None)
         assert [message["text"] for message in server.call(lambda: list(protocol.session.queue))] == [
             "0", "1", "2", "3",
         ]
