@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import os
 import socket
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -350,8 +352,11 @@ def test_keepalive_answered_keeps_connection(loop: str) -> None:
             ws.ping().wait(timeout(5))
 
 
-def _never_receiving(accepted: threading.Event) -> Any:
-    """An app that accepts, says so through ``accepted``, and never calls receive() again."""
+@contextlib.contextmanager
+def _never_receiving(loop: str) -> Iterator[tuple[RunningServer, socket.socket]]:
+    """A server with ws_max_queue=4 whose app accepts and never calls receive() again, and a
+    socket that completed the handshake with it."""
+    accepted = threading.Event()
 
     async def app(scope: dict[str, Any], receive: Receive, send: Send) -> None:
         await receive()
@@ -359,17 +364,15 @@ def _never_receiving(accepted: threading.Event) -> Any:
         accepted.set()
         await asyncio.sleep(3600)
 
-    return app
+    with serve(app, loop=loop, ws_max_queue=4, timeout_graceful_shutdown=0.5) as server, handshake(server) as sock:
+        assert sock.recv(1024).startswith(b"HTTP/1.1 101 ")
+        assert accepted.wait(timeout(5))
+        yield server, sock
 
 
 def test_unread_messages_pause_reading(loop: str) -> None:
     """An app that never calls receive() gets at most ws_max_queue messages buffered."""
-    accepted = threading.Event()
-    app = _never_receiving(accepted)
-
-    with serve(app, loop=loop, ws_max_queue=4, timeout_graceful_shutdown=0.5) as server, handshake(server) as sock:
-        assert sock.recv(1024).startswith(b"HTTP/1.1 101 ")
-        assert accepted.wait(timeout(5))
+    with _never_receiving(loop) as (server, sock):
         sock.setblocking(False)
         frame = client_frame(2, b"x" * 60000)
         sent = 0
@@ -385,12 +388,7 @@ def test_unread_messages_pause_reading(loop: str) -> None:
 
 def test_small_messages_read_one_at_a_time_pause_reading(loop: str) -> None:
     """Small messages, each in its own read, fill the queue to ws_max_queue and no further."""
-    accepted = threading.Event()
-    app = _never_receiving(accepted)
-
-    with serve(app, loop=loop, ws_max_queue=4, timeout_graceful_shutdown=0.5) as server, handshake(server) as sock:
-        assert sock.recv(1024).startswith(b"HTTP/1.1 101 ")
-        assert accepted.wait(timeout(5))
+    with _never_receiving(loop) as (server, sock):
         protocol = server.call(lambda: next(iter(server.server.state.connections)))  # type: ignore[union-attr]
         for index in range(4):
             assert not server.call(lambda: protocol.read_paused)
