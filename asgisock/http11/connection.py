@@ -189,8 +189,12 @@ class HTTP11Connection:
         # drops the leading part only).
         value = value.rstrip(b" \t")
         field = (name, value)
-        self._headers.append(field)
+        headers = self._headers
+        headers.append(field)
         self._fields_size += len(name) + len(value)  # and 4 for ": " and CRLF, added once complete
+        if len(headers) > MAX_HEADER_COUNT:
+            # Checked as fields arrive: the objects held for a head must stay few, whatever its size.
+            self._reject(431, "Too many header fields")
         if name in _WATCHED:
             self._watched.append(field)
 
@@ -206,9 +210,6 @@ class HTTP11Connection:
         if size > self._max_header_size:
             error = self._too_large(size)
             self._reject(error.status, error.reason)
-        if len(headers) > MAX_HEADER_COUNT:
-            # Counted once complete: the limit on the head's size already bounds what is held.
-            self._reject(431, "Too many header fields")
         version = parser.get_http_version()
         if version != "1.1" and version != "1.0":
             version = self._other_version(version)

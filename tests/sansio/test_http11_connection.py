@@ -194,6 +194,14 @@ def test_field_count_limit() -> None:
     assert error(b"GET / HTTP/1.1\r\nHost: x\r\nX-Last: 1\r\n" + fields + b"\r\n").status == 431
 
 
+def test_field_count_limit_applies_before_the_head_is_complete() -> None:
+    """A head of many tiny fields is refused as they arrive, not once it ends: the objects held
+    for an unfinished head stay few however close to the size limit its bytes are."""
+    conn = HTTP11Connection()
+    conn.receive_data(b"GET / HTTP/1.1\r\nHost: x\r\n" + b"a:\r\n" * (MAX_HEADER_COUNT + 50))
+    assert conn.events_received() == [RequestError(431, "Too many header fields")]
+
+
 @pytest.mark.parametrize("size", [1, 7, 1000, 65536])
 def test_oversized_target_is_414_however_it_arrives(size: int) -> None:
     data = b"GET /" + b"a" * (2 * LIMIT) + b" HTTP/1.1\r\nHost: x\r\n\r\n"
