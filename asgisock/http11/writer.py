@@ -53,12 +53,18 @@ _CHECKED_VALUES: set[bytes] = set()
 """Short values that passed the check: apps send the same few (content types) over and over."""
 _MAX_CHECKED_VALUES: Final = 4096
 _MAX_CACHED_VALUE: Final = 64
-_CLOSE_END: Final = b"connection: close\r\n\r\n"
-_KEEP_ALIVE_10_END: Final = b"connection: keep-alive\r\n\r\n"
 _NO_BODY_STATUSES: Final = frozenset([*range(100, 200), 204, 304])
 """Responses that never have content (RFC 9110 §6.4.1)."""
 _LENGTH_LINES: Final = {length: b"content-length: %d\r\n" % length for length in range(4096)}
 """Content-Length lines of short bodies, made once."""
+
+
+def _connection_end(keep_alive: bool, http11: bool) -> bytes:
+    """The connection option (RFC 9112 §9.3), when the version's default is not meant, and the
+    empty line that ends a head."""
+    if not keep_alive:
+        return b"connection: close\r\n\r\n"
+    return b"\r\n" if http11 else b"connection: keep-alive\r\n\r\n"
 
 
 class DefaultHeaders:
@@ -84,9 +90,9 @@ class DefaultHeaders:
 
     def _set_encoded(self, encoded: bytes) -> None:
         self._encoded = encoded
-        self._keep_alive = encoded + b"\r\n"
-        self._close = encoded + _CLOSE_END
-        self._keep_alive_10 = encoded + _KEEP_ALIVE_10_END
+        self._keep_alive = encoded + _connection_end(True, True)
+        self._close = encoded + _connection_end(False, True)
+        self._keep_alive_10 = encoded + _connection_end(True, False)
 
     def _set_date(self, now: float) -> None:
         second = int(now)
@@ -95,8 +101,8 @@ class DefaultHeaders:
         self._set_encoded(self._fixed + b"date: " + date + b"\r\n")
 
     def encoded(self) -> bytes:
-        if self._with_date and (now := time.time()) >= self._date_expires:
-            self._set_date(now)
+        """The default fields alone, for a head that ends another way."""
+        self.ending(True, True)  # brings Date up to date
         return self._encoded
 
     def ending(self, keep_alive: bool, http11: bool) -> bytes:
@@ -213,7 +219,7 @@ def encode_head(
         parts.append(defaults.ending(keep_alive, http11))
     else:
         parts.append(defaults.without(seen_defaults))
-        parts.append(_CLOSE_END if not keep_alive else b"\r\n" if http11 else _KEEP_ALIVE_10_END)
+        parts.append(_connection_end(keep_alive, http11))
     return _new_head(ResponseHead, (b"".join(parts), framing, content_length, keep_alive))
 
 
