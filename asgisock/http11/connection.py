@@ -285,38 +285,32 @@ class HTTP11Connection:
 
     def _check_fields(self, method: bytes, version: str, watched: list[tuple[bytes, bytes]]) -> Request:
         """Check Host, framing, Expect and the connection options; the request they describe."""
-        host: bytes | None = None
-        hosts = 0
-        length: bytes | None = None  # llhttp refuses a second Content-Length
-        codings: bytes | None = None
-        expectations: bytes | None = None
-        keep_alive = version == "1.1"
-        upgrade = False
+        lines: dict[bytes, list[bytes]] = {}
         for name, value in watched:
-            if name == b"host":
-                host = value
-                hosts += 1
-            elif name == b"content-length":
-                length = value
-            elif name == b"transfer-encoding":  # RFC 9110 §5.3: field lines combine with commas
-                codings = value if codings is None else codings + b"," + value
-            elif name == b"expect":
-                expectations = value if expectations is None else expectations + b"," + value
-            elif name == b"connection":
-                if has_token(value, b"close"):
-                    keep_alive = False
-                elif version == "1.0" and has_token(value, b"keep-alive"):
-                    keep_alive = True
-            elif self._upgrade_websocket and has_token(value, b"websocket"):  # upgrade
-                # llhttp flags an upgrade only with a ``Connection: upgrade`` option too (RFC 9110
-                # §7.8); an ``Upgrade`` field alone is informational and served as plain HTTP.
-                upgrade = self._parser.should_upgrade()
-        self._check_host(version, host, hosts)
+            lines.setdefault(name, []).append(value)
+
+        def combined(name: bytes) -> bytes | None:
+            """A field's lines as one value: RFC 9110 §5.3, they combine with commas."""
+            values = lines.get(name)
+            return None if values is None else b",".join(values)
+
+        hosts = lines.get(b"host", [])
+        self._check_host(version, hosts[-1] if hosts else None, len(hosts))
+        codings = combined(b"transfer-encoding")
         if codings is not None:
             self._check_codings(version, codings)
-        elif length is not None:
-            self._body_length = self._content_length(length)
+        elif b"content-length" in lines:
+            self._body_length = self._content_length(lines[b"content-length"][-1])  # llhttp refuses a second
+        expectations = combined(b"expect")
         expect_continue = expectations is not None and self._check_expect(version, expectations)
+        options = combined(b"connection") or b""
+        # RFC 9112 §9.3: HTTP/1.1 is persistent unless "close"; HTTP/1.0 only with "keep-alive".
+        keep_alive = not has_token(options, b"close") and (version == "1.1" or has_token(options, b"keep-alive"))
+        protocols = combined(b"upgrade")
+        # llhttp flags an upgrade only with a ``Connection: upgrade`` option too (RFC 9110 §7.8);
+        # an ``Upgrade`` field alone is informational and served as plain HTTP.
+        upgrade = (self._upgrade_websocket and protocols is not None and has_token(protocols, b"websocket")
+                   and self._parser.should_upgrade())
         return new_request(Request, (method, self._url, version, self._headers, keep_alive, expect_continue, upgrade))
 
     def _check_host(self, version: str, host: bytes | None, count: int) -> None:

@@ -95,6 +95,7 @@ def test_memoryview_input() -> None:
         (b"GET / HTTP/1.1\r\nHost: x\r\nConnection: Keep-Alive, Close\r\n", False),
         (b"GET / HTTP/1.0\r\n", False),
         (b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n", True),
+        (b"GET / HTTP/1.0\r\nConnection: close\r\nConnection: keep-alive\r\n", False),
         (b"GET / HTTP/1.2\r\nHost: x\r\n", True),
     ],
 )
