@@ -23,6 +23,16 @@ async def respond(send: Send, status: int = 200, body: bytes = b"", headers: lis
     await send({"type": "http.response.body", "body": body})
 
 
+async def stream_chunks(send: Send, chunk: bytes, count: int, sent: list[int]) -> None:
+    """A response of ``count`` copies of ``chunk`` in as many ``more_body`` messages; ``sent`` gets an
+    entry as each ``send()`` returns, so a test sees how far the app got."""
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    for _ in range(count):
+        await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        sent.append(1)
+    await send({"type": "http.response.body", "body": b""})
+
+
 async def hello(scope: dict[str, Any], receive: Receive, send: Send) -> None:
     await respond(send, 200, b"Hello, world!", [(b"content-type", b"text/plain")])
 

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from asgisock.types import Receive, Send
-from tests.apps import echo_body, echo_scope, hello, read_body, respond
+from tests.apps import echo_body, echo_scope, hello, read_body, respond, stream_chunks
 from tests.support import read_response, serve, timeout
 
 
@@ -407,11 +407,7 @@ def test_slow_reader_backpressure(loop: str) -> None:
     chunk = b"x" * 65536
 
     async def app(scope: dict[str, Any], receive: Receive, send: Send) -> None:
-        await send({"type": "http.response.start", "status": 200, "headers": []})
-        for _ in range(256):  # 16 MiB
-            await send({"type": "http.response.body", "body": chunk, "more_body": True})
-            sent.append(1)
-        await send({"type": "http.response.body", "body": b""})
+        await stream_chunks(send, chunk, 256, sent)  # 16 MiB
 
     with serve(app, loop=loop) as server, server.connect() as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)

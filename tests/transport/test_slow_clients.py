@@ -24,7 +24,7 @@ import pytest
 
 from asgisock.asgi.http_cycle import BODY_BUFFER_HIGH
 from asgisock.types import Receive, Send
-from tests.apps import hello, read_body, respond
+from tests.apps import hello, read_body, respond, stream_chunks
 from tests.support import RunningServer, read_response, serve, timeout
 
 NORMAL = timeout(0.5)
@@ -232,11 +232,7 @@ def test_slow_reader_of_a_large_response(loop: str) -> None:
         if scope["path"] != "/large":
             await respond(send, 200, b"hi")
             return
-        await send({"type": "http.response.start", "status": 200, "headers": []})
-        for _ in range(1024):  # 64 MiB
-            await send({"type": "http.response.body", "body": chunk, "more_body": True})
-            sent.append(1)
-        await send({"type": "http.response.body", "body": b""})
+        await stream_chunks(send, chunk, 1024, sent)  # 64 MiB
 
     with serve(app, loop=loop) as server, server.connect() as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
