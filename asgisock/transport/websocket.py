@@ -130,8 +130,22 @@ class WebSocketProtocol(WriteFlow, asyncio.Protocol):
             if message is not None:
                 self._deliver(session, message)
                 return
+        self._receive(conn, data)
+
+    def _receive(self, conn: WebSocketConnection, data: bytes) -> None:
+        """Parse ``data``, and what the queue limit held back before, into as many messages as
+        the app's queue takes (``--ws-max-queue``).
+
+        A message handed straight to a ``receive()`` that was waiting takes no place in the
+        queue, so room can remain after the budget ran out: parse on then, since input that is
+        held back while the queue has room would wait for a read that may never come (a client
+        that sent a burst and now waits for the answers).
+        """
         conn.receive_data(data, max_messages=self._room())
         self._process(conn)
+        while conn.input_held and self._room():
+            conn.receive_data(b"", max_messages=self._room())
+            self._process(conn)
 
     def _deliver(self, session: WebSocketSession, message: str | bytes) -> None:
         """Hand over a message read on the fast path; pause reading when the queue fills."""
@@ -200,7 +214,7 @@ class WebSocketProtocol(WriteFlow, asyncio.Protocol):
             self.transport.write(data)
         if conn.close_transport_now():
             self._close_transport()
-        elif session.queue_full:
+        elif session.queue_full or conn.input_held:
             self._set_reading(False)
 
     # -- SessionOwner ----------------------------------------------------------------------
@@ -225,8 +239,7 @@ class WebSocketProtocol(WriteFlow, asyncio.Protocol):
         if self.ping_interval:
             self.ping_timer = self.loop.call_later(self.ping_interval, self._send_keepalive_ping)
         pending, self.pending_input = self.pending_input, []
-        conn.receive_data(b"".join(pending), max_messages=self._room())
-        self._process(conn)
+        self._receive(conn, b"".join(pending))
         if self.shutting_down:
             self.close(1012, "server shutting down")
         else:
@@ -342,10 +355,9 @@ class WebSocketProtocol(WriteFlow, asyncio.Protocol):
         conn = self.conn
         if conn is None or self.closed or conn.state is State.CLOSED:
             return
-        if not self.session.queue_full:
-            conn.receive_data(b"", max_messages=self._room())  # what was read but left unparsed
-            self._process(conn)
-        if not self.write_paused and not self.session.queue_full and not conn.close_transport_now():
+        if conn.input_held and not self.session.queue_full:
+            self._receive(conn, b"")
+        if not (self.write_paused or self.session.queue_full or conn.input_held or conn.close_transport_now()):
             self._set_reading(True)
 
     # -- timers ----------------------------------------------------------------------------

@@ -172,6 +172,9 @@ class WebSocketConnection:
         self._events: list[Event] = []
         self._budget = -1
         """Messages this ``receive_data`` call may still produce; negative: no limit."""
+        self.input_held = False
+        """Input is buffered unparsed because ``max_messages`` ran out: the caller must call
+        ``receive_data(b"")`` once it has room, since no new read may ever come to trigger it."""
         self._output: list[bytes] = []
 
     # -- Input -----------------------------------------------------------------------------
@@ -180,9 +183,10 @@ class WebSocketConnection:
         """Process bytes read from the network.
 
         With ``max_messages``, parsing stops (between frames) once that many messages came out
-        in this call; the rest stays buffered until the next call, ``receive_data(b"")`` to
-        just go on. That is how the transport keeps the app's queue to its limit exactly.
+        in this call; the rest stays buffered, ``input_held`` is set, and ``receive_data(b"")``
+        goes on later. That is how the transport keeps the app's queue to its limit exactly.
         """
+        self.input_held = False
         if not self._is_reading():
             # §7.1.7: "An endpoint MUST NOT continue to attempt to process data
             # (including a responding Close frame) from the remote endpoint after
@@ -371,6 +375,7 @@ class WebSocketConnection:
         """Report Closed, once, and drop everything kept for reading."""
         self._events.append(Closed(code, reason))
         self._buffer = b""
+        self.input_held = False
         self._frame = None
         self._message = None
 
@@ -416,7 +421,8 @@ class WebSocketConnection:
                 pos = self._read_payload(buf, pos, end)
                 continue
             if self._budget == 0:
-                break  # the caller's queue is full: leave the rest for later
+                self.input_held = True  # the caller's queue is full: leave the rest for later
+                break
             header = parse_header(buf, pos)
             if header is None:
                 break

@@ -915,3 +915,51 @@ def test_fast_path_changes_nothing(reads: list[bytes], max_size: int | None, def
         events = read_frames(conn, reads, fast=fast)
         results.append((events, conn.data_to_send(), conn.state, conn.close_sent))
     assert results[0] == results[1]
+
+
+# -- Parsing to a message budget (the transport's --ws-max-queue) ---------------------------
+
+
+def test_budget_holds_input_and_says_so() -> None:
+    conn = WebSocketConnection()
+    conn.receive_data(b"".join(client_frame(TEXT, str(i).encode()) for i in range(3)), max_messages=1)
+    assert conn.events_received() == [TextMessage("0")]
+    assert conn.input_held
+    conn.receive_data(b"", max_messages=5)
+    assert conn.events_received() == [TextMessage("1"), TextMessage("2")]
+    assert not conn.input_held
+
+
+def test_budget_not_held_for_an_incomplete_frame() -> None:
+    conn = WebSocketConnection()
+    conn.receive_data(client_frame(TEXT, b"ab") + client_frame(TEXT, b"cd")[:3], max_messages=1)
+    assert conn.events_received() == [TextMessage("ab")]
+    assert conn.input_held  # the budget stopped parsing before the partial frame
+    conn.receive_data(b"", max_messages=1)
+    assert conn.events_received() == []
+    assert not conn.input_held  # nothing more can come out without more input
+
+
+@settings(max_examples=200)
+@given(data=messages_and_stream(), cuts=st.lists(st.integers(0, 4000), max_size=20),
+       budgets=st.lists(st.integers(0, 3), min_size=1, max_size=20))
+def test_any_budgets_give_the_same_events(data: tuple[list[Event], bytes], cuts: list[int],
+                                          budgets: list[int]) -> None:
+    """Whatever the budgets of the reads, once the caller goes on while ``input_held`` is set,
+    the same events come out in the same order, and ``input_held`` is never set when there is
+    nothing left that a call without new input could parse."""
+    expected, stream = data
+    conn = WebSocketConnection()
+    events: list[Event] = []
+    start = 0
+    budget = iter(budgets * 100)
+    for cut in [*sorted(c for c in cuts if c <= len(stream)), len(stream)]:
+        conn.receive_data(stream[start:cut], max_messages=next(budget, 1))
+        events += conn.events_received()
+        while conn.input_held:
+            conn.receive_data(b"", max_messages=max(1, next(budget, 1)))
+            events += conn.events_received()
+        start = cut
+    assert events == expected
+    conn.receive_data(b"")
+    assert conn.events_received() == []

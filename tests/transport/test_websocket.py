@@ -466,3 +466,44 @@ def test_large_compressed_messages_keep_order_and_loop_free(loop: str) -> None:
         received = [ws.recv(timeout(10)) for _ in range(6)]
     assert [r[:8] for r in received] == ["0:compre", "small 0", "1:compre", "small 1", "2:compre", "small 2"]
     assert received[0] == "0:" + big
+
+
+def read_text_frames(sock: socket.socket, count: int) -> list[str]:
+    """Read ``count`` unmasked, unfragmented server text frames with 7-bit lengths."""
+    data = b""
+    texts: list[str] = []
+    sock.settimeout(timeout(5))
+    while len(texts) < count:
+        while len(data) < 2 or len(data) < 2 + (data[1] & 0x7F):
+            chunk = sock.recv(65536)
+            assert chunk, f"connection closed after {texts}"
+            data += chunk
+        size = 2 + (data[1] & 0x7F)
+        assert data[0] == 0x81, data[:size]
+        texts.append(data[2:size].decode())
+        data = data[size:]
+    return texts
+
+
+@pytest.mark.parametrize("max_queue", [1, 2, 3, 32])
+def test_burst_while_app_waits_in_receive_is_all_echoed(loop: str, max_queue: int) -> None:
+    """A read holding more messages than the queue takes, while the app already waits in
+    receive(): the first goes straight to the app without taking a queue place, and the
+    messages held back for the queue limit must still be read without any further input."""
+    with serve(echo, loop=loop, ws_max_queue=max_queue, ws_per_message_deflate=False) as server, \
+            handshake(server) as sock:
+        assert sock.recv(1024).startswith(b"HTTP/1.1 101 ")
+        server.call(lambda: None)  # the app is in receive() once the loop has run its accept
+        count = 3 * max_queue + 1
+        sock.sendall(b"".join(client_frame(1, f"message {i}".encode()) for i in range(count)))
+        assert read_text_frames(sock, count) == [f"message {i}" for i in range(count)]
+
+
+@pytest.mark.parametrize("count", [200, 1000])
+def test_burst_from_websockets_client_is_all_echoed(loop: str, count: int) -> None:
+    """The report that found the stall: a client sends a burst without reading, then reads."""
+    with serve(echo, loop=loop) as server, connect(server.ws_url) as ws:
+        for index in range(count):
+            ws.send(f"message {index}")
+        received = [ws.recv(timeout(5)) for _ in range(count)]
+    assert received == [f"message {index}" for index in range(count)]
