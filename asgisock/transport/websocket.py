@@ -146,6 +146,7 @@ class WebSocketProtocol(WriteFlow, asyncio.Protocol):
         while conn.input_held and self._room():
             conn.receive_data(b"", max_messages=self._room())
             self._process(conn)
+        self._update_reading()
 
     def _deliver(self, session: WebSocketSession, message: str | bytes) -> None:
         """Hand over a message read on the fast path; pause reading when the queue fills."""
@@ -154,7 +155,7 @@ class WebSocketProtocol(WriteFlow, asyncio.Protocol):
         else:
             full = session.deliver({"type": "websocket.receive", "bytes": message})
         if full:
-            self._set_reading(False)
+            self._update_reading()
 
     def _room(self) -> int:
         """How many more messages the app's queue takes (``--ws-max-queue``)."""
@@ -187,7 +188,7 @@ class WebSocketProtocol(WriteFlow, asyncio.Protocol):
         # A peer that does not read must not make us buffer without bound what we write on our
         # own (pongs, close frames): stop reading until it catches up.
         super().pause_writing()
-        self._set_reading(False)
+        self._update_reading()
 
     def resume_writing(self) -> None:
         super().resume_writing()
@@ -214,8 +215,6 @@ class WebSocketProtocol(WriteFlow, asyncio.Protocol):
             self.transport.write(data)
         if conn.close_transport_now():
             self._close_transport()
-        elif session.queue_full or conn.input_held:
-            self._set_reading(False)
 
     # -- SessionOwner ----------------------------------------------------------------------
     def accept(self, subprotocol: str | None, headers: list[tuple[bytes, bytes]]) -> None:
@@ -351,14 +350,22 @@ class WebSocketProtocol(WriteFlow, asyncio.Protocol):
         self._resume_if_ready()
 
     def _resume_if_ready(self) -> None:
-        """Read again unless the app is behind, the peer is not reading, or reading is over."""
+        """The app took a message or the peer read: parse what was held back, read again."""
         conn = self.conn
         if conn is None or self.closed or conn.state is State.CLOSED:
             return
         if conn.input_held and not self.session.queue_full:
             self._receive(conn, b"")
-        if not (self.write_paused or self.session.queue_full or conn.input_held or conn.close_transport_now()):
-            self._set_reading(True)
+        else:
+            self._update_reading()
+
+    def _update_reading(self) -> None:
+        """The one decision to read or not: read unless the app's queue is full or input is
+        held back for it, the peer is not reading what we write, or reading is over."""
+        conn = self.conn
+        self._set_reading(conn is not None and not (
+            self.write_paused or self.session.queue_full or conn.input_held or conn.close_transport_now()
+        ))
 
     # -- timers ----------------------------------------------------------------------------
     def _send_keepalive_ping(self) -> None:
