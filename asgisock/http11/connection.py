@@ -12,6 +12,7 @@ loop, so every rule is tested with plain bytes.
 
 from __future__ import annotations
 
+import re
 from typing import Final, NoReturn
 
 import httptools
@@ -36,6 +37,10 @@ _SLICE: Final = 65536
 feed that ends in them may hide up to this many bytes from the limit."""
 
 
+_TAIL: Final = 64
+"""Bytes of the stream kept while a request head is split across reads, so that a short
+request line without a version is recognised however it was split."""
+
 _HASH: Final = ord("#")
 """Single bytes are looked for by value: ``b"#" in data`` first tries ``b"#"`` as an integer and
 raises (and clears) a TypeError inside, several times the cost of the search itself."""
@@ -43,6 +48,11 @@ raises (and clears) a TypeError inside, several times the cost of the search its
 
 class _Reject(Exception):
     """Raised inside a parser callback to stop parsing; the error is kept on the connection."""
+
+
+_MAJOR_ZERO: Final = RequestError(505, "HTTP version not supported")
+"""Kept by the parser callbacks for a major version 0; the bytes then tell whether the request
+line had a version at all (an invalid request line, 400) or a well-formed one (505)."""
 
 
 def _new_parser(protocol: object) -> httptools.HttpRequestParser:
@@ -83,6 +93,7 @@ class HTTP11Connection:
         "_progress",
         "_rejected",
         "_switched",
+        "_tail",
         "_upgrade_websocket",
         "_url",
         "_valid_host",
@@ -114,6 +125,7 @@ class HTTP11Connection:
         self._upgrade_websocket = websocket
         self._switched = False
         self._accounted = 0
+        self._tail = b""
         self.errored = False
         self.upgrade_data: bytes | None = None
         """Bytes after a WebSocket upgrade request's head: they belong to the new protocol."""
@@ -134,10 +146,8 @@ class HTTP11Connection:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade as exc:
             self._on_upgrade(bytes(data[exc.args[0] :]))
-        except _Reject:
-            self._fail(self._rejected or RequestError(400, "Bad Request"))
-        except httptools.HttpParserCallbackError:
-            self._fail(self._rejected or RequestError(400, "Bad Request"))
+        except (_Reject, httptools.HttpParserCallbackError):
+            self._fail(self._rejection(data, continued))
         except httptools.HttpParserInvalidMethodError:
             self._fail(RequestError(400, "Invalid HTTP method"))
         except httptools.HttpParserInvalidURLError:
@@ -151,8 +161,56 @@ class HTTP11Connection:
                 self._head_bytes += len(data) if continued else len(data) - self._accounted
                 if self._head_bytes > self._max_header_size:
                     self._fail(self._too_large(self._head_bytes))
+                else:
+                    self._unfinished_head(data)
             elif self._in_chunked_body:
                 self._bound_chunk_framing(len(data))
+
+    def _rejection(self, data: bytes | memoryview, continued: bool) -> RequestError:
+        """The error a parser callback stopped on."""
+        rejected = self._rejected
+        if rejected is _MAJOR_ZERO:
+            return self._major_zero(data, continued)
+        return rejected or RequestError(400, "Bad Request")
+
+    def _major_zero(self, data: bytes | memoryview, continued: bool) -> RequestError:
+        """RFC 9112 §3: a request line without an HTTP-version (HTTP/0.9's ``GET /``) is an
+        invalid request-line, and "a recipient SHOULD respond with a 400 (Bad Request)"; a
+        well-formed version with major 0 is one the server does not support (505).
+
+        The complete head is somewhere in ``data``: its request line is the first one from where
+        the message begins at the latest (earlier messages in ``data`` are counted less their
+        optional whitespace; after a head begun in an earlier read, from the start). Where that
+        is unsure, the worst outcome is one of the two refusals for the other."""
+        begin = 0 if continued else max(0, self._accounted - self._head_size)
+        match = self._request_line(rb"(?:\A|\n)", rb"( +HTTP/[0-9]\.[0-9])?\r\n").search(bytes(data), begin)
+        if match is not None and match.group(1) is None:
+            return RequestError(400, "Request line without an HTTP version")
+        return _MAJOR_ZERO
+
+    def _request_line(self, before: bytes, after: bytes) -> re.Pattern[bytes]:
+        method, target = re.escape(self._parser.get_method()), re.escape(self._url)
+        return re.compile(before + method + rb" +" + target + after)
+
+    def _unfinished_head(self, data: bytes | memoryview) -> None:
+        """A read ended inside a request head. llhttp reads ``GET /`` CRLF as HTTP/0.9 and then
+        waits for header fields, which an HTTP/0.9 client never sends: answer it as soon as its
+        request line is complete rather than when the head times out, if the read ends with it.
+
+        Only the end of the stream is looked at, so the line found is the current head's; it
+        must be whole (a CRLF before it, or every byte since the previous read) to be judged."""
+        tail = self._tail
+        if tail and len(data) <= _TAIL:
+            window, whole = tail + bytes(data), len(tail) < _TAIL
+        else:
+            window, whole = bytes(data), not tail  # "not tail": the head began in this read
+        if window[-2:] == b"\r\n":
+            end = len(window) - 2
+            previous = window.rfind(b"\r\n", 0, end)
+            if (previous >= 0 or whole) and self._request_line(b"", b"").fullmatch(window, previous + 2 if previous >= 0 else 0, end):
+                self._fail(RequestError(400, "Request line without an HTTP version"))
+                return
+        self._tail = window[-_TAIL:]
 
     def _receive_slices(self, data: bytes | memoryview) -> None:
         """Limits are checked between feeds: slices keep what one feed can hide from them small."""
@@ -171,6 +229,7 @@ class HTTP11Connection:
         self._watched = []
         self._head_bytes = 0
         self._fields_size = 0
+        self._tail = b""
         self._in_head = True
         self._authority = None
         self._chunked = False
@@ -259,7 +318,11 @@ class HTTP11Connection:
             # RFC 9112 §2.3: a higher minor version is processed "as if it were in the highest
             # minor version within that major version to which the recipient is conformant".
             return "1.1"
-        # HTTP/0.9 (a request line without a version), 2.0 in plain text, 3.0, 9.9...
+        if version[0] == "0":
+            # HTTP/0.9 (a request line without a version), or a version with major 0.
+            self._rejected = _MAJOR_ZERO
+            raise _Reject
+        # 2.0 in plain text, 3.0, 9.9...
         self._reject(505, "HTTP version not supported")
 
     def _check_target(self, method: bytes, target: bytes) -> None:
