@@ -88,6 +88,10 @@ class Config:
     # -- limits and timeouts
     timeout_keep_alive: float = setting(5.0, "float", "Close idle keep-alive connections after this many seconds.",
                                         minimum=0, group="Limits")
+    min_request_body_rate: float = setting(
+        1024.0, "float", "Slowest average rate, in bytes per second, at which a request body may arrive once "
+        "--timeout-keep-alive seconds have passed; slower ones get 408 (0: no minimum).",
+        minimum=0, group="Limits")
     timeout_graceful_shutdown: float | None = setting(
         None, "float", "On shutdown, wait at most this many seconds for in-flight requests.",
         optional=True, minimum=0, group="Limits")

@@ -42,6 +42,7 @@ class HTTPProtocol(WriteFlow, asyncio.Protocol):
         self.defaults: DefaultHeaders = state.defaults
         self.access_format = config.access_log_format if config.access_log else None
         self.timeout_keep_alive = config.timeout_keep_alive
+        self.min_body_rate = config.min_request_body_rate
         self.limit_concurrency = config.limit_concurrency
         self.root_path = config.root_path
         self.max_header_size = config.max_header_size
@@ -64,6 +65,8 @@ class HTTPProtocol(WriteFlow, asyncio.Protocol):
         self.pending: deque[Event] = deque()
         self.drain_waiters: list[asyncio.Future[None]] = []
         self.idle_timer: asyncio.TimerHandle | None = None
+        self.body_started = self.body_paused = self.paused_at = 0.0
+        self.body_bytes = 0
         self.state.connections.add(self)
         self._became_idle()
         if error_logger.isEnabledFor(TRACE):
@@ -111,6 +114,7 @@ class HTTPProtocol(WriteFlow, asyncio.Protocol):
             if kind is bytes:
                 cycle = self.body_cycle
                 self.idle_since = self.loop.time()  # the body makes progress
+                self.body_bytes += len(event)  # type: ignore[arg-type]
                 if cycle is not None and cycle.state is not COMPLETE and cycle.feed_body(event):  # type: ignore[arg-type]
                     self._update_reading()
             elif kind is Request:
@@ -140,7 +144,9 @@ class HTTPProtocol(WriteFlow, asyncio.Protocol):
         """Hand a request to the app; ``complete`` when its end (no body) is already read."""
         if not complete:
             # From here the clock runs only while the request body is awaited from the client.
-            self.idle_since = self.loop.time()
+            self.idle_since = self.body_started = self.loop.time()
+            self.body_bytes = 0
+            self.body_paused = 0.0
         if request.upgrade and self._upgrade(request):
             return
         scope = http_scope(request, scheme=self.scheme, client=self.client, server=self.server,
@@ -242,10 +248,14 @@ class HTTPProtocol(WriteFlow, asyncio.Protocol):
         self.read_paused = pause
         if pause:
             self.transport.pause_reading()
+            self.paused_at = self.loop.time()
         else:
             self.transport.resume_reading()
             if body is not None:
-                self._became_idle()  # waiting on the client's body again: restart its clock
+                # Waiting on the client's body again: restart its clock, and leave the time the
+                # server held reading back out of the body's rate.
+                self._became_idle()
+                self.body_paused += self.idle_since - max(self.paused_at, self.body_started)
 
     def _became_idle(self) -> None:
         """Start the clock on the client: the next request head, or the rest of a request body,
@@ -264,14 +274,43 @@ class HTTPProtocol(WriteFlow, asyncio.Protocol):
         body = self.body_cycle
         if self.cycle is not None and (body is None or self.read_paused):
             return  # the app's turn; the clock restarts when the server waits on the client again
+        now = self.loop.time()
         deadline = self.idle_since + self.timeout_keep_alive
-        if self.loop.time() < deadline:
+        if body is not None and self.min_body_rate:
+            too_slow_at = self._too_slow_at()
+            if now >= too_slow_at:
+                self._body_too_slow(body, now)
+                return
+            deadline = min(deadline, too_slow_at)
+        if now < deadline:
             self.idle_timer = self.loop.call_at(deadline, self._idle_check)
             return
         if body is not None:
             error_logger.info("%s - Request body stalled for %.1f s: closing", format_address(self.client),
                               self.timeout_keep_alive)
             body.disconnect()
+        self.transport.close()
+
+    def _too_slow_at(self) -> float:
+        """When the body falls below the minimum rate, as Apache's mod_reqtimeout counts it: a
+        grace period of the keep-alive timeout, plus a second for every ``min_body_rate`` bytes
+        received, on a clock that stops while the server holds reading back."""
+        allowed = self.timeout_keep_alive + self.body_bytes / self.min_body_rate
+        return self.body_started + self.body_paused + allowed
+
+    def _body_too_slow(self, body: HTTPCycle, now: float) -> None:
+        """RFC 9110 §15.5.9: 408 when the server "did not receive a complete request message
+        within the time that it was prepared to wait", then close; only close if a response has
+        started, as another cannot follow it."""
+        waited = now - self.body_started - self.body_paused
+        error_logger.info("%s - Request body too slow (%d bytes in %.1f s): closing", format_address(self.client),
+                          self.body_bytes, waited)
+        self.pending.clear()
+        self.body_cycle = None
+        answer = body is self.cycle and body.state is NOT_STARTED
+        body.disconnect()
+        if answer:
+            self.transport.write(error_response(408, "Request Timeout"))
         self.transport.close()
 
     def detach(self) -> None:

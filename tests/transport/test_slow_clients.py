@@ -195,6 +195,121 @@ def test_stalled_body_is_closed_in_bounded_time(loop: str) -> None:
         assert disconnected.wait(timeout(1))
 
 
+class BodyReader:
+    """An app that reads the whole body and answers with its length; records a disconnect."""
+
+    def __init__(self, delay: float = 0.0) -> None:
+        self.delay = delay
+        """Seconds the app works before its first receive() (its own load, not a synchronisation)."""
+        self.reading = threading.Event()
+        self.disconnected = threading.Event()
+
+    async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        if scope["method"] == "GET":
+            await respond(send, 200, b"hi")
+            return
+        await asyncio.sleep(self.delay)
+        self.reading.set()
+        size = 0
+        while (message := await receive())["type"] == "http.request":
+            size += len(message["body"])
+            if not message["more_body"]:
+                await respond(send, 200, str(size).encode())
+                return
+        self.disconnected.set()
+
+
+def response_until_closed(sock: socket.socket, seconds: float) -> bytes | None:
+    """All the peer sends until it closes, or None if it has not closed within ``seconds``."""
+    deadline = time.monotonic() + seconds
+    chunks: list[bytes] = []
+    while (remaining := deadline - time.monotonic()) > 0:
+        sock.settimeout(remaining)
+        try:
+            chunk = sock.recv(65536)
+        except TimeoutError:
+            return None
+        except ConnectionResetError:
+            chunk = b""
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+    return None
+
+
+def paced_send(sock: socket.socket, size: int, rate: float, chunk: int = 1024) -> None:
+    """Send ``size`` bytes at ``rate`` bytes per second, in ``chunk``-byte writes (the load's shape)."""
+    start = time.monotonic()
+    for sent in range(0, size, chunk):
+        sock.sendall(b"x" * min(chunk, size - sent))
+        time.sleep(max(0.0, start + (sent + chunk) / rate - time.monotonic()))
+
+
+def test_body_below_the_minimum_rate_gets_408(loop: str) -> None:
+    """A body that keeps trickling never stalls, yet is cut once it falls below the minimum rate
+    after the grace period: 408, a closed connection, http.disconnect for the app; meanwhile other
+    clients are served normally."""
+    app = BodyReader()
+    with serve(app, loop=loop, timeout_keep_alive=1, min_request_body_rate=100) as server, \
+            server.connect() as sock:
+        sock.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n")
+        start = time.monotonic()
+        with Drip([sock], b"x" * 1000, interval=0.25):  # 4 bytes/s: never 1 s without a byte
+            assert_served_normally(server)
+            response = response_until_closed(sock, timeout(5))
+        assert response is not None and response.startswith(b"HTTP/1.1 408 "), response
+        assert time.monotonic() - start < 1 + timeout(2)
+        assert app.disconnected.wait(timeout(1))
+        assert_served_normally(server)
+
+
+def test_one_byte_every_two_seconds_is_cut_at_the_default_rate(loop: str) -> None:
+    """The default minimum rate cuts the classic slow POST (a body byte every 2 s, which the
+    keep-alive clock alone never stops) well within 30 s."""
+    app = BodyReader()
+    with serve(app, loop=loop, timeout_keep_alive=2.5) as server, server.connect() as sock:
+        sock.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n")
+        start = time.monotonic()
+        with Drip([sock], b"x" * 100, interval=2):
+            response = response_until_closed(sock, timeout(30))
+        assert response is not None and response.startswith(b"HTTP/1.1 408 "), response
+        assert time.monotonic() - start < 30
+        assert app.disconnected.wait(timeout(1))
+
+
+def test_upload_above_the_minimum_rate_completes(loop: str) -> None:
+    """An upload well above the minimum (8 times it) is never cut, however long it takes: 512 KiB
+    at 8 KiB/s against the default 1 KiB/s, scaled down here to 32 KiB at 8 KiB/s against 1 KiB/s
+    after a 1 s grace period."""
+    with serve(BodyReader(), loop=loop, timeout_keep_alive=1, min_request_body_rate=1024) as server, \
+            server.connect() as sock:
+        size = 32 * 1024
+        sock.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\nConnection: close\r\n\r\n" % size)
+        paced_send(sock, size, rate=8 * 1024)
+        response = response_until_closed(sock, timeout(5))
+        assert response is not None and response.startswith(b"HTTP/1.1 200 "), response
+        assert response.endswith(b"%d" % size)
+
+
+def test_time_the_server_held_reading_back_does_not_count(loop: str) -> None:
+    """A client that sent a burst the app did not read for 2.5 s (reading paused on a full
+    buffer) is not blamed for those seconds: its average over the time the server was reading
+    stays above the minimum, and the upload completes."""
+    rate = 256 * 1024
+    app = BodyReader(delay=2.5)
+    burst, rest = BODY_BUFFER_HIGH + 64 * 1024, 768 * 1024
+    with serve(app, loop=loop, timeout_keep_alive=0.5, min_request_body_rate=rate) as server, \
+            server.connect() as sock:
+        sock.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\nConnection: close\r\n\r\n"
+                     % (burst + rest))
+        sock.sendall(b"x" * burst)
+        assert app.reading.wait(timeout(5))
+        paced_send(sock, rest, rate=2 * rate, chunk=16 * 1024)
+        response = response_until_closed(sock, timeout(5))
+        assert response is not None and response.startswith(b"HTTP/1.1 200 "), response
+        assert response.endswith(b"%d" % (burst + rest))
+
+
 def test_unread_upload_is_held_to_a_bounded_buffer(loop: str) -> None:
     """An app that answers without reading a large upload: the server buffers a bounded part of
     it (reading pauses, or what arrives after the response is dropped), and a client that then
