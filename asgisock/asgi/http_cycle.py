@@ -277,6 +277,12 @@ class HTTPCycle:
 
     def _complete(self) -> None:
         self.state = COMPLETE
+        if self.body_size:
+            # The app answered without reading all of the body; receive() now only reports
+            # http.disconnect, so drop what is buffered: a full buffer would keep reading paused
+            # and the rest of the body, and every request pipelined after it, would never be read.
+            self.body.clear()
+            self.body_size = 0
         if self.access_format is not None and access_logger.isEnabledFor(20):
             log_access(self.access_format, self.scope, self.status, list(self.response_headers),
                        self.bytes_sent, time.monotonic() - self.start_time)

@@ -7,6 +7,7 @@ import contextvars
 import logging
 import socket
 import threading
+import time
 from typing import Any
 
 import httpx
@@ -522,3 +523,39 @@ def test_a_task_factory_set_by_the_app_is_used(loop: str) -> None:
     with serve(app, loop=loop, lifespan="on") as server:
         assert httpx.get(server.url).text == "ok"
     assert "HTTPCycle.run" in made
+
+
+def test_answer_without_reading_a_full_body_then_next_request(loop: str) -> None:
+    """The app answers once the server has paused reading for its unread body: the rest of the
+    body must still be read (and dropped), and the request pipelined after it answered."""
+    release = asyncio.Event()
+
+    async def app(scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        if scope["path"] == "/upload":
+            await release.wait()
+        await respond(send, 200, scope["path"].encode())
+
+    body = b"x" * 2_000_000
+    requests = (b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s"
+                b"GET /next HTTP/1.1\r\nHost: x\r\n\r\n" % (len(body), body))
+    with serve(app, loop=loop) as server, server.connect() as sock:
+        sender = threading.Thread(target=sock.sendall, args=(requests,), daemon=True)
+        sender.start()
+        state = server.server.state
+        assert state is not None
+
+        def reading_paused() -> bool:
+            return any(getattr(c, "read_paused", False) for c in state.connections)
+
+        deadline = time.monotonic() + timeout(5)
+        while not server.call(reading_paused):  # each call is a loop round trip
+            assert time.monotonic() < deadline, "reading never paused"
+        server.loop.call_soon_threadsafe(release.set)
+        sock.settimeout(timeout(5))
+        data = b""
+        while data.count(b"HTTP/1.1 200") < 2 or not data.endswith(b"/next"):
+            chunk = sock.recv(65536)
+            assert chunk, data
+            data += chunk
+        sender.join(timeout(5))
+    assert data.index(b"/upload") < data.index(b"/next")

@@ -268,8 +268,8 @@ class WebSocketFlowUvloop(WebSocketFlow):
     loop = "uvloop"
 
 
-EXAMPLES = int(os.environ.get("ASGISOCK_FLOW_EXAMPLES", "40"))
-flow_settings = settings(max_examples=EXAMPLES, stateful_step_count=30, deadline=None)
+EXAMPLES = int(os.environ.get("ASGISOCK_FLOW_EXAMPLES", "100"))
+flow_settings = settings(max_examples=EXAMPLES, stateful_step_count=40, deadline=None)
 TestWebSocketFlowAsyncio = WebSocketFlow.TestCase
 TestWebSocketFlowAsyncio.settings = flow_settings
 TestWebSocketFlowUvloop = WebSocketFlowUvloop.TestCase
