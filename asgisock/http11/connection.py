@@ -12,7 +12,6 @@ loop, so every rule is tested with plain bytes.
 
 from __future__ import annotations
 
-import re
 from typing import Final, NoReturn
 
 import httptools
@@ -37,10 +36,6 @@ _SLICE: Final = 65536
 feed that ends in them may hide up to this many bytes from the limit."""
 
 
-_TAIL: Final = 64
-"""Bytes of the stream kept while a request head is split across reads, so that a short
-request line without a version is recognised however it was split."""
-
 _HASH: Final = ord("#")
 """Single bytes are looked for by value: ``b"#" in data`` first tries ``b"#"`` as an integer and
 raises (and clears) a TypeError inside, several times the cost of the search itself."""
@@ -50,9 +45,11 @@ class _Reject(Exception):
     """Raised inside a parser callback to stop parsing; the error is kept on the connection."""
 
 
-_MAJOR_ZERO: Final = RequestError(505, "HTTP version not supported")
-"""Kept by the parser callbacks for a major version 0; the bytes then tell whether the request
-line had a version at all (an invalid request line, 400) or a well-formed one (505)."""
+_NO_VERSION: Final = RequestError(400, "Request line without an HTTP/1.x version")
+"""RFC 9112 §3: a request line without an HTTP-version (HTTP/0.9's ``GET /``) is an invalid
+request-line, and "a recipient SHOULD respond with a 400 (Bad Request)". llhttp reports such a
+line as version 0.9, as it does ``HTTP/0.9`` spelt out, so a major version 0 is answered the
+same way: either is a client that does not speak HTTP/1.x."""
 
 
 def _new_parser(protocol: object) -> httptools.HttpRequestParser:
@@ -80,6 +77,7 @@ class HTTP11Connection:
         "_body_length",
         "_chunk_open",
         "_chunked",
+        "_ends_cr",
         "_events",
         "_fields_size",
         "_framing_run",
@@ -93,7 +91,6 @@ class HTTP11Connection:
         "_progress",
         "_rejected",
         "_switched",
-        "_tail",
         "_upgrade_websocket",
         "_url",
         "_valid_host",
@@ -125,7 +122,7 @@ class HTTP11Connection:
         self._upgrade_websocket = websocket
         self._switched = False
         self._accounted = 0
-        self._tail = b""
+        self._ends_cr = False
         self.errored = False
         self.upgrade_data: bytes | None = None
         """Bytes after a WebSocket upgrade request's head: they belong to the new protocol."""
@@ -147,70 +144,42 @@ class HTTP11Connection:
         except httptools.HttpParserUpgrade as exc:
             self._on_upgrade(bytes(data[exc.args[0] :]))
         except (_Reject, httptools.HttpParserCallbackError):
-            self._fail(self._rejection(data, continued))
+            self._fail(self._first_error(self._rejected or RequestError(400, "Bad Request")))
         except httptools.HttpParserInvalidMethodError:
             self._fail(RequestError(400, "Invalid HTTP method"))
         except httptools.HttpParserInvalidURLError:
             self._fail(RequestError(400, "Invalid request target"))
         except httptools.HttpParserError as exc:
-            self._fail(self._classify(str(exc)))
+            self._fail(self._first_error(self._classify(str(exc))))
         else:
             if self._in_head:
                 # An unfinished head stays in llhttp's buffers: bound it by the bytes it has taken
                 # so far (this chunk, less what earlier messages in it used).
                 self._head_bytes += len(data) if continued else len(data) - self._accounted
-                if self._head_bytes > self._max_header_size:
+                if self._unfinished_head(data):
+                    self._fail(_NO_VERSION)
+                elif self._head_bytes > self._max_header_size:
                     self._fail(self._too_large(self._head_bytes))
-                else:
-                    self._unfinished_head(data)
             elif self._in_chunked_body:
                 self._bound_chunk_framing(len(data))
 
-    def _rejection(self, data: bytes | memoryview, continued: bool) -> RequestError:
-        """The error a parser callback stopped on."""
-        rejected = self._rejected
-        if rejected is _MAJOR_ZERO:
-            return self._major_zero(data, continued)
-        return rejected or RequestError(400, "Bad Request")
+    def _first_error(self, error: RequestError) -> RequestError:
+        """The request line comes first in the stream, so a missing version wins over whatever
+        else stopped the parser in that head, however the head was split into reads."""
+        return _NO_VERSION if self._parser.get_http_version() == "0.9" else error
 
-    def _major_zero(self, data: bytes | memoryview, continued: bool) -> RequestError:
-        """RFC 9112 §3: a request line without an HTTP-version (HTTP/0.9's ``GET /``) is an
-        invalid request-line, and "a recipient SHOULD respond with a 400 (Bad Request)"; a
-        well-formed version with major 0 is one the server does not support (505).
-
-        The complete head is somewhere in ``data``: its request line is the first one from where
-        the message begins at the latest (earlier messages in ``data`` are counted less their
-        optional whitespace; after a head begun in an earlier read, from the start). Where that
-        is unsure, the worst outcome is one of the two refusals for the other."""
-        begin = 0 if continued else max(0, self._accounted - self._head_size)
-        match = self._request_line(rb"(?:\A|\n)", rb"( +HTTP/[0-9]\.[0-9])?\r\n").search(bytes(data), begin)
-        if match is not None and match.group(1) is None:
-            return RequestError(400, "Request line without an HTTP version")
-        return _MAJOR_ZERO
-
-    def _request_line(self, before: bytes, after: bytes) -> re.Pattern[bytes]:
-        method, target = re.escape(self._parser.get_method()), re.escape(self._url)
-        return re.compile(before + method + rb" +" + target + after)
-
-    def _unfinished_head(self, data: bytes | memoryview) -> None:
-        """A read ended inside a request head. llhttp reads ``GET /`` CRLF as HTTP/0.9 and then
-        waits for header fields, which an HTTP/0.9 client never sends: answer it as soon as its
-        request line is complete rather than when the head times out, if the read ends with it.
-
-        Only the end of the stream is looked at, so the line found is the current head's; it
-        must be whole (a CRLF before it, or every byte since the previous read) to be judged."""
-        tail = self._tail
-        if tail and len(data) <= _TAIL:
-            window, whole = tail + bytes(data), len(tail) < _TAIL
-        else:
-            window, whole = bytes(data), not tail  # "not tail": the head began in this read
-        if window[-2:] == b"\r\n":
-            end = len(window) - 2
-            previous = window.rfind(b"\r\n", 0, end)
-            if (previous >= 0 or whole) and self._request_line(b"", b"").fullmatch(window, previous + 2 if previous >= 0 else 0, end):
-                self._fail(RequestError(400, "Request line without an HTTP version"))
-                return
-        self._tail = window[-_TAIL:]
+    def _unfinished_head(self, data: bytes | memoryview) -> bool:
+        """A read ended inside a request head: answer a request line without an HTTP version
+        now. llhttp reads ``GET /`` CRLF as HTTP/0.9 and then waits for header fields, which an
+        HTTP/0.9 client never sends, so waiting for the end of the head would wait for the head
+        timeout. llhttp reports 0.9 once a byte follows the line, and 0.0 until then: a head that
+        ends in CRLF with no version yet has had a request line without one."""
+        version = self._parser.get_http_version()
+        if version == "0.9":
+            return True
+        ends_cr = self._ends_cr
+        self._ends_cr = data[-1:] == b"\r"
+        return version == "0.0" and (data[-2:] == b"\r\n" or (ends_cr and data == b"\n"))
 
     def _receive_slices(self, data: bytes | memoryview) -> None:
         """Limits are checked between feeds: slices keep what one feed can hide from them small."""
@@ -229,7 +198,7 @@ class HTTP11Connection:
         self._watched = []
         self._head_bytes = 0
         self._fields_size = 0
-        self._tail = b""
+        self._ends_cr = False
         self._in_head = True
         self._authority = None
         self._chunked = False
@@ -264,12 +233,15 @@ class HTTP11Connection:
         # The head as sent, less optional whitespace: "METHOD target HTTP/1.1", the fields with
         # ": " and CRLF, and the empty line.
         headers = self._headers
+        version = parser.get_http_version()
+        if version[0] == "0":  # the request line comes first: before the size of the rest
+            self._rejected = _NO_VERSION
+            raise _Reject
         self._head_size = size = len(method) + len(self._url) + _HEAD_OVERHEAD + self._fields_size + 4 * len(headers)
         self._accounted += size
         if size > self._max_header_size:
             error = self._too_large(size)
             self._reject(error.status, error.reason)
-        version = parser.get_http_version()
         if version != "1.1" and version != "1.0":
             version = self._other_version(version)
         if method == b"CONNECT":
@@ -318,10 +290,6 @@ class HTTP11Connection:
             # RFC 9112 §2.3: a higher minor version is processed "as if it were in the highest
             # minor version within that major version to which the recipient is conformant".
             return "1.1"
-        if version[0] == "0":
-            # HTTP/0.9 (a request line without a version), or a version with major 0.
-            self._rejected = _MAJOR_ZERO
-            raise _Reject
         # 2.0 in plain text, 3.0, 9.9...
         self._reject(505, "HTTP version not supported")
 
