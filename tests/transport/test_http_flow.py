@@ -17,7 +17,7 @@ from typing import Any
 import httptools
 from hypothesis import settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, initialize, precondition, rule
+from hypothesis.stateful import RuleBasedStateMachine, initialize, rule
 
 from asgisock.types import Receive, Send
 from tests.support import serve, timeout
@@ -159,7 +159,6 @@ class HTTPFlow(RuleBasedStateMachine):
         self.peer.read(limit)
         self._parse()
 
-    @precondition(lambda self: len(self.responses.bodies) < len(self.expected))
     @rule(count=st.integers(1, 5))
     def read_responses(self, count: int) -> None:
         self._pump_until(min(len(self.responses.bodies) + count, len(self.expected)))
