@@ -7,8 +7,7 @@ malformed or smuggled response on the wire (RFC 9110 §5.5, RFC 9112 §6).
 from __future__ import annotations
 
 import enum
-import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from email.utils import formatdate
 from http import HTTPStatus
 from typing import Any, Final, NamedTuple
@@ -72,19 +71,24 @@ class DefaultHeaders:
 
     Each head ends with these fields, the connection option and the empty line; the three
     possible endings are joined once per second rather than once per response.
+
+    ``clock`` returns the wall-clock time in seconds since the epoch (``time.time``), or is None
+    for no ``Date`` field. It is passed in because the clock belongs to the transport: this
+    module does no I/O, and a test can hand it a fixed time and check the exact bytes.
     """
 
-    __slots__ = ("_close", "_date_expires", "_encoded", "_fixed", "_keep_alive", "_keep_alive_10", "_with_date",
+    __slots__ = ("_clock", "_close", "_date_expires", "_encoded", "_fixed", "_keep_alive", "_keep_alive_10",
                  "names", "special")
 
-    def __init__(self, *, server: bool, date: bool, extra: Iterable[tuple[bytes, bytes]] = ()) -> None:
+    def __init__(self, *, server: bool, clock: Callable[[], float] | None,
+                 extra: Iterable[tuple[bytes, bytes]] = ()) -> None:
         pairs = [(b"server", b"asgisock")] if server else []
         pairs.extend(extra)
-        self.names = frozenset(name for name, _ in pairs) | ({b"date"} if date else set())
+        self.names = frozenset(name for name, _ in pairs) | ({b"date"} if clock is not None else set())
         self.special = self.names | {b"content-length", b"transfer-encoding", b"connection"}
         """Names :func:`encode_head` looks at more closely."""
         self._fixed = b"".join(name + b": " + value + b"\r\n" for name, value in pairs)
-        self._with_date = date
+        self._clock = clock
         self._date_expires = 0.0
         self._set_encoded(self._fixed)
 
@@ -107,7 +111,8 @@ class DefaultHeaders:
 
     def ending(self, keep_alive: bool, http11: bool) -> bytes:
         """The default fields, the connection option (RFC 9112 §9.3) and the empty line."""
-        if self._with_date and (now := time.time()) >= self._date_expires:
+        clock = self._clock
+        if clock is not None and (now := clock()) >= self._date_expires:
             self._set_date(now)
         if not keep_alive:
             return self._close

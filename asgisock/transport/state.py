@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 from asgisock.config import Config
@@ -23,5 +24,6 @@ class ServerState:
         self.app_state: dict[str, Any] = {}
         """The lifespan ``state`` namespace; every scope gets a shallow copy."""
         self.defaults = DefaultHeaders(
-            server=config.server_header, date=config.date_header, extra=config.header_pairs
+            server=config.server_header, clock=time.time if config.date_header else None,
+            extra=config.header_pairs,
         )
