@@ -4,6 +4,8 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+# First, before any frame can be unmasked: reads ASGISOCK_NO_EXTENSIONS, picks the masking.
+from asgisock import extensions as _extensions  # noqa: F401
 from asgisock.config import Config
 from asgisock.exceptions import ClientDisconnected
 from asgisock.server import Server, run

@@ -61,10 +61,8 @@ def version_text() -> str:
         parts.append("no uvloop")
     else:
         parts.append(f"uvloop {getattr(uvloop, '__version__', '?')}")
-    try:
-        from asgisock.ws.mask import MASK_IMPLEMENTATION
-    except ImportError:  # pragma: no cover
-        MASK_IMPLEMENTATION = "unavailable"
+    from asgisock.ws.mask import MASK_IMPLEMENTATION
+
     parts.append(f"WebSocket masking: {MASK_IMPLEMENTATION}")
     python = f"{platform.python_implementation()} {platform.python_version()}"
     return f"asgisock {__version__} with {python} on {platform.system()}; {', '.join(parts)}"

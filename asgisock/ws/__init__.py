@@ -4,6 +4,8 @@ The transport feeds bytes to a WebSocketConnection and writes out what it
 returns; nothing in this package does I/O or imports asyncio.
 """
 
+from typing import TYPE_CHECKING, Any
+
 from asgisock.ws.connection import (
     BytesMessage,
     Closed,
@@ -34,7 +36,9 @@ from asgisock.ws.handshake import (
     response_headers,
     validate_handshake,
 )
-from asgisock.ws.mask import MASK_IMPLEMENTATION, apply_mask
+
+if TYPE_CHECKING:
+    from asgisock.ws.mask import MASK_IMPLEMENTATION, apply_mask
 
 __all__ = [
     "MASK_IMPLEMENTATION",
@@ -66,3 +70,13 @@ __all__ = [
     "response_headers",
     "validate_handshake",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """``apply_mask`` and ``MASK_IMPLEMENTATION`` as :func:`asgisock.ws.mask.select` left them,
+    not as they were when this package was first imported."""
+    if name in ("apply_mask", "MASK_IMPLEMENTATION"):
+        from asgisock.ws import mask
+
+        return getattr(mask, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Final
 
+from asgisock.ws import mask as _mask
 from asgisock.ws.deflate import PerMessageDeflate
 from asgisock.ws.frames import (
     SHORT_BINARY_HEADERS,
@@ -46,7 +47,6 @@ from asgisock.ws.frames import (
     is_valid_close_code,
     parse_header,
 )
-from asgisock.ws.mask import apply_mask
 from asgisock.ws.message import IncomingMessage
 
 __all__ = [
@@ -230,7 +230,7 @@ class WebSocketConnection:
             or (self.max_size is not None and length > self.max_size)
         ):
             return None
-        payload = apply_mask(data[_SHORT_HEADER:], data[2:_SHORT_HEADER])
+        payload = _mask.apply_mask(data[_SHORT_HEADER:], data[2:_SHORT_HEADER])
         if data[0] == _WHOLE_BINARY:
             return payload
         try:
@@ -478,7 +478,7 @@ class WebSocketConnection:
                 CloseCode.MESSAGE_TOO_BIG, f"message larger than {self.max_size} bytes"
             )
         masked = buf[start:stop] if header.length < _COPY_THRESHOLD else memoryview(buf)[start:stop]
-        payload = apply_mask(masked, header.mask)
+        payload = _mask.apply_mask(masked, header.mask)
         if header.opcode is Opcode.BINARY:
             self._events.append(BytesMessage(payload))
             self._budget -= 1
@@ -512,7 +512,7 @@ class WebSocketConnection:
         size = min(end - pos, self._frame_left)
         if not self.close_sent:
             # §5.5.1: after our close frame, incoming data is discarded unread.
-            self._message.feed(apply_mask(memoryview(buf)[pos : pos + size], self._mask))
+            self._message.feed(_mask.apply_mask(memoryview(buf)[pos : pos + size], self._mask))
         self._frame_left -= size
         shift = size & 3
         if shift:
@@ -540,7 +540,7 @@ class WebSocketConnection:
         if header.rsv1 or header.rsv2 or header.rsv3:
             # §5.2: no negotiated extension gives control frames reserved bits.
             raise ProtocolError(CloseCode.PROTOCOL_ERROR, "reserved bits set on a control frame")
-        payload = apply_mask(masked, header.mask)
+        payload = _mask.apply_mask(masked, header.mask)
         if header.opcode is Opcode.PING:
             self._on_ping(payload)
         elif header.opcode is Opcode.PONG:

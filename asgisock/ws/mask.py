@@ -5,16 +5,18 @@ every byte it receives. This is the one per-byte operation of the protocol,
 hence a C implementation (``asgisock.ws._speedups``) with a pure-Python
 fallback for interpreters or machines where the extension is not built.
 
-Setting the environment variable ``ASGISOCK_NO_EXTENSIONS=1`` before import
-forces the fallback, which lets the test suite and benchmarks compare both.
+Which one runs is chosen outside this package, with :func:`select`: the
+environment variable ``ASGISOCK_NO_EXTENSIONS=1`` is read by
+``asgisock.extensions`` when ``asgisock`` is imported, so the codec itself
+never looks at the environment. Until then the C one is used if it is built.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
+from typing import Literal
 
-__all__ = ["MASK_IMPLEMENTATION", "apply_mask"]
+__all__ = ["MASK_IMPLEMENTATION", "apply_mask", "apply_mask_c", "apply_mask_python", "select"]
 
 Buffer = bytes | bytearray | memoryview
 
@@ -57,16 +59,35 @@ def apply_mask_python(data: Buffer, key: bytes) -> bytes:
     return _mask_large(data, key)
 
 
-def _load() -> tuple[Callable[[Buffer, bytes], bytes], str]:
-    if os.environ.get("ASGISOCK_NO_EXTENSIONS", "") not in ("", "0"):
-        return apply_mask_python, "python"
-    try:
-        from asgisock.ws._speedups import apply_mask as apply_mask_c
-    except ImportError:
-        return apply_mask_python, "python"
-    return apply_mask_c, "c"
+MaskFunction = Callable[[Buffer, bytes], bytes]
+Implementation = Literal["c", "python"]
+
+apply_mask_c: MaskFunction | None
+try:
+    from asgisock.ws._speedups import apply_mask as apply_mask_c
+except ImportError:  # not built for this interpreter
+    apply_mask_c = None
+
+
+def select(implementation: Implementation | Literal["auto"]) -> Implementation:
+    """Make ``implementation`` the one :data:`apply_mask` names, and return its name.
+
+    "auto" is the C one if it is built, else the pure-Python one; asking for "c" where it is
+    not built raises ImportError. The codec calls ``mask.apply_mask`` through this module, so
+    the choice applies to every frame unmasked after it; servers make it once, at startup.
+    """
+    global apply_mask, MASK_IMPLEMENTATION
+    if implementation == "python" or (implementation == "auto" and apply_mask_c is None):
+        apply_mask, MASK_IMPLEMENTATION = apply_mask_python, "python"
+    elif apply_mask_c is None:
+        raise ImportError("asgisock.ws._speedups is not built")
+    else:
+        apply_mask, MASK_IMPLEMENTATION = apply_mask_c, "c"
+    return MASK_IMPLEMENTATION
 
 
 # apply_mask(data, key) -> bytes: XOR ``data`` with the 4-byte ``key`` repeated;
 # masking and unmasking are the same operation (RFC 6455 §5.3).
-apply_mask, MASK_IMPLEMENTATION = _load()
+apply_mask: MaskFunction
+MASK_IMPLEMENTATION: Implementation
+select("auto")

@@ -5,13 +5,16 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from asgisock import ws
+from asgisock.extensions import extensions_disabled
 from asgisock.ws import mask
+from asgisock.ws.connection import BytesMessage, WebSocketConnection
 from asgisock.ws.mask import MASK_IMPLEMENTATION, apply_mask, apply_mask_python
 
 MaskFunction = Callable[[bytes | bytearray | memoryview, bytes], bytes]
@@ -108,3 +111,58 @@ def test_env_var_forces_python() -> None:
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
     )
     assert out.stdout.strip() == "python"
+
+
+def test_the_environment_chooses_the_implementation() -> None:
+    """What ``.ci/run`` relies on: under ASGISOCK_NO_EXTENSIONS=1 the fallback is in use."""
+    if extensions_disabled(os.environ):
+        expected = "python"
+    else:
+        expected = "python" if mask.apply_mask_c is None else "c"
+    assert MASK_IMPLEMENTATION == mask.MASK_IMPLEMENTATION == ws.MASK_IMPLEMENTATION == expected
+    assert mask.apply_mask is ws.apply_mask is (apply_mask_python if expected == "python" else mask.apply_mask_c)
+
+
+@pytest.mark.parametrize(("value", "disabled"), [(None, False), ("", False), ("0", False), ("1", True),
+                                                 ("yes", True)])
+def test_which_values_disable_the_extensions(value: str | None, disabled: bool) -> None:
+    assert extensions_disabled({} if value is None else {"ASGISOCK_NO_EXTENSIONS": value}) is disabled
+
+
+@pytest.fixture
+def restore_selection() -> Iterator[None]:
+    before = mask.MASK_IMPLEMENTATION
+    yield
+    mask.select(before)
+
+
+@pytest.mark.usefixtures("restore_selection")
+def test_select_the_fallback() -> None:
+    assert mask.select("python") == "python"
+    assert mask.apply_mask is ws.apply_mask is apply_mask_python
+    assert ws.MASK_IMPLEMENTATION == "python"
+
+
+@pytest.mark.usefixtures("restore_selection")
+def test_select_c() -> None:
+    if mask.apply_mask_c is None:
+        with pytest.raises(ImportError):
+            mask.select("c")
+    else:
+        assert mask.select("c") == "c"
+        assert mask.apply_mask is mask.apply_mask_c
+
+
+def test_the_codec_unmasks_with_the_selected_implementation(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[int] = []
+
+    def counting(data: bytes | bytearray | memoryview, key: bytes) -> bytes:
+        calls.append(len(data))
+        return apply_mask_python(data, key)
+
+    monkeypatch.setattr(mask, "apply_mask", counting)
+    key = b"abcd"
+    conn = WebSocketConnection()
+    conn.receive_data(bytes((0x82, 0x80 | 5)) + key + apply_mask_python(b"hello", key))
+    assert calls == [5]
+    assert conn.events_received() == [BytesMessage(b"hello")]
