@@ -10,13 +10,27 @@ message is too big, and text must fail fast on the first invalid UTF-8 byte
 from __future__ import annotations
 
 import codecs
-from typing import Protocol
+from typing import NoReturn, Protocol
 
 from asgisock.ws.frames import CloseCode, ProtocolError
 
-__all__ = ["IncomingMessage", "Inflater"]
+__all__ = ["IncomingMessage", "InflateError", "Inflater"]
 
 _Utf8Decoder = codecs.getincrementaldecoder("utf-8")
+
+
+class InflateError(ProtocolError):
+    """Compressed data that does not inflate (1002), and what it inflated to before the damage.
+
+    ``inflated`` (at most the ``max_length`` of the call) comes before the damage in the
+    stream, so a problem found in it is the connection's first one. zlib keeps nothing of a
+    call that fails, so without these bytes the close code would depend on how the input
+    was split into calls: whole, 1002; in pieces, whatever the earlier pieces' output shows.
+    """
+
+    def __init__(self, inflated: bytes) -> None:
+        super().__init__(CloseCode.PROTOCOL_ERROR, "invalid compressed data")
+        self.inflated = inflated
 
 
 class Inflater(Protocol):
@@ -26,7 +40,8 @@ class Inflater(Protocol):
         """Inflate ``data``; return at most ``max_length`` bytes (0: no limit).
 
         Output beyond ``max_length`` is never produced, which is what bounds
-        the memory a compressed message can make the server allocate.
+        the memory a compressed message can make the server allocate. Damaged
+        input raises ``InflateError``.
         """
 
     def end_message(self, max_length: int) -> bytes:
@@ -73,13 +88,19 @@ class IncomingMessage:
     def feed(self, data: bytes) -> None:
         """Add a piece of (possibly compressed) payload."""
         if self._inflater is not None:
-            data = self._inflater.decompress(data, self._room())
+            try:
+                data = self._inflater.decompress(data, self._room())
+            except InflateError as exc:
+                self._fail_inflating(exc)
         self._add(data)
 
     def finish(self) -> str | bytes:
         """The whole message, once its final frame's payload has been fed."""
         if self._inflater is not None:
-            self._add(self._inflater.end_message(self._room()))
+            try:
+                self._add(self._inflater.end_message(self._room()))
+            except InflateError as exc:
+                self._fail_inflating(exc)
         if self._decoder is None:
             return b"".join(self._parts)
         try:
@@ -88,6 +109,12 @@ class IncomingMessage:
             # §8.1: a text message ending inside a UTF-8 sequence is invalid.
             raise _invalid_utf8() from None
         return "".join(self._text)
+
+    def _fail_inflating(self, error: InflateError) -> NoReturn:
+        """Raise the first problem in stream order: one in the bytes inflated before the
+        damage (1007, 1009), else the damage (1002)."""
+        self._add(error.inflated)
+        raise error
 
     def _room(self) -> int:
         """The ``max_length`` to inflate with: one byte past the limit shows it was crossed."""

@@ -10,7 +10,6 @@ from __future__ import annotations
 import itertools
 import zlib
 
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -83,11 +82,6 @@ def test_damaged_compressed_headers_any_split_same_outcome(garbage: bytes, where
     assert run(split(data, cuts), compressed=True, max_size=max_size) == whole
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "ws/deflate.py + ws/message.py: zlib raises for a whole corrupt input without the bytes it "
-    "inflated before the damage, so a corrupt compressed text message read at once fails with "
-    "1002 (invalid compressed data) but read in pieces with 1007 (invalid UTF-8): the close code "
-    "depends on TCP segmentation; expected: the first problem in stream order wins, whatever the reads"))
 def test_corrupt_compressed_text_close_code_does_not_depend_on_reads() -> None:
     payload = deflated(b"\xff" * 20) + b"\xff" * 5  # inflates to invalid UTF-8, then is not deflate
     data = client_frame(Opcode.TEXT, payload, rsv=4)
