@@ -30,14 +30,20 @@ holds no more than before.
 
 from __future__ import annotations
 
-import re
 import zlib
 from dataclasses import dataclass
 
 from asgisock.ws.handshake import ExtensionOffer
 from asgisock.ws.message import InflateError
 
-__all__ = ["DeflateSettings", "PerMessageDeflate", "negotiate"]
+__all__ = [
+    "MAX_WINDOW_BITS",
+    "MIN_OFFER_WINDOW_BITS",
+    "MIN_WINDOW_BITS",
+    "DeflateSettings",
+    "PerMessageDeflate",
+    "negotiate",
+]
 
 EXTENSION_NAME = "permessage-deflate"
 
@@ -45,12 +51,12 @@ EXTENSION_NAME = "permessage-deflate"
 # sender removes and the receiver appends back before inflating the tail.
 _EMPTY_BLOCK = b"\x00\x00\xff\xff"
 
-# §7.1.2.1: "The value ... MUST be an integer in the range 8 to 15", written
-# as decimal digits without leading zeros.
-_WINDOW_BITS = re.compile(r"[89]|1[0-5]")
-
-# zlib refuses an 8-bit window for raw deflate streams (zlib >= 1.2.9).
-_ZLIB_MIN_WINDOW_BITS = 9
+MIN_OFFER_WINDOW_BITS = 8
+"""§7.1.2.1: a peer's window bits "MUST be an integer in the range 8 to 15"."""
+MAX_WINDOW_BITS = 15
+"""The largest LZ77 window deflate has (32 KiB), in offers and for the server's own window."""
+MIN_WINDOW_BITS = 9
+"""The smallest window the server compresses with: zlib (>= 1.2.9) refuses 8 for raw deflate."""
 
 # Input kept for re-inflating before a new copy of the inflater replaces it: one copy per
 # 64 KiB of a long message is noise next to inflating those 64 KiB.
@@ -65,7 +71,7 @@ class DeflateSettings:
     """The server's policy for permessage-deflate."""
 
     enabled: bool = True
-    server_max_window_bits: int = 15
+    server_max_window_bits: int = MAX_WINDOW_BITS
     """Largest LZ77 window (2**bits bytes) the server compresses with; smaller saves memory."""
     server_no_context_takeover: bool = False
     """Compress each message on its own: worse ratio, no compressor kept between messages."""
@@ -73,8 +79,10 @@ class DeflateSettings:
     """Messages shorter than this many bytes are sent uncompressed."""
 
     def __post_init__(self) -> None:
-        if not 8 <= self.server_max_window_bits <= 15:
-            raise ValueError("server_max_window_bits must be between 8 and 15")
+        if not MIN_WINDOW_BITS <= self.server_max_window_bits <= MAX_WINDOW_BITS:
+            raise ValueError(
+                f"server_max_window_bits must be between {MIN_WINDOW_BITS} and {MAX_WINDOW_BITS}"
+            )
         if self.compress_threshold < 0:
             raise ValueError("compress_threshold must not be negative")
 
@@ -94,12 +102,12 @@ class PerMessageDeflate:
         *,
         server_no_context_takeover: bool = False,
         client_no_context_takeover: bool = False,
-        server_max_window_bits: int = 15,
+        server_max_window_bits: int = MAX_WINDOW_BITS,
         compress_threshold: int = 0,
     ) -> None:
         self.server_no_context_takeover = server_no_context_takeover
         self.client_no_context_takeover = client_no_context_takeover
-        self.server_max_window_bits = max(server_max_window_bits, _ZLIB_MIN_WINDOW_BITS)
+        self.server_max_window_bits = max(server_max_window_bits, MIN_WINDOW_BITS)
         self.compress_threshold = compress_threshold
         self._compressor: zlib._Compress | None = None
         self._decompressor: zlib._Decompress | None = None
@@ -135,7 +143,7 @@ class PerMessageDeflate:
         inflater = self._decompressor
         if inflater is None:
             # A message's first piece, and a fresh decompressor: its own checkpoint (None).
-            inflater = self._decompressor = zlib.decompressobj(-15)
+            inflater = self._decompressor = zlib.decompressobj(-MAX_WINDOW_BITS)
         elif not self._replay or self._replay_size > _REPLAY_LIMIT:
             # The first piece with the context kept, or a long message's next stretch.
             self._checkpoint = inflater.copy()
@@ -171,7 +179,7 @@ class PerMessageDeflate:
         input was consumed). The result does not depend on how the input was split into
         calls: bytes decoded from the byte where zlib finds the damage count as after it.
         """
-        inflater = zlib.decompressobj(-15) if self._checkpoint is None else self._checkpoint.copy()
+        inflater = zlib.decompressobj(-MAX_WINDOW_BITS) if self._checkpoint is None else self._checkpoint.copy()
         for piece in self._replay:
             inflater.decompress(piece)
         return _inflate_until_damage(inflater, failed, max_length)
@@ -217,9 +225,11 @@ class _Offer:
 
 
 def _window_bits(value: str | None) -> int | None:
-    if value is None or not _WINDOW_BITS.fullmatch(value):
+    """An offer's window bits, written as decimal digits without leading zeros (§7.1.2.1)."""
+    if value is None or not (value.isascii() and value.isdigit()) or value.startswith("0"):
         return None
-    return int(value)
+    bits = int(value)
+    return bits if MIN_OFFER_WINDOW_BITS <= bits <= MAX_WINDOW_BITS else None
 
 
 def _valid_param(name: str, value: str | None) -> bool:
@@ -269,7 +279,7 @@ def _accept(offer: _Offer, settings: DeflateSettings) -> tuple[str, PerMessageDe
     bits = settings.server_max_window_bits
     if offer.server_max_window_bits is not None:
         bits = min(bits, offer.server_max_window_bits)
-    bits = max(bits, _ZLIB_MIN_WINDOW_BITS)
+    bits = max(bits, MIN_WINDOW_BITS)
     params = [EXTENSION_NAME]
     if no_context:
         # §7.1.1.1: the server may add it even when the client did not ask.

@@ -245,7 +245,7 @@ def test_threshold_carried_over() -> None:
     assert result[1].compress_threshold == 64
 
 
-@pytest.mark.parametrize(("bits", "threshold"), [(7, 0), (16, 0), (15, -1)])
+@pytest.mark.parametrize(("bits", "threshold"), [(7, 0), (8, 0), (16, 0), (15, -1)])
 def test_settings_validated(bits: int, threshold: int) -> None:
     with pytest.raises(ValueError, match="must"):
         DeflateSettings(server_max_window_bits=bits, compress_threshold=threshold)
