@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import platform
 import sys
 from typing import Any
@@ -10,45 +9,8 @@ from typing import Any
 import click
 
 from asgisock import __version__
-from asgisock.config import Setting, default_of, env_var, settings_fields
+from asgisock.config import SETTINGS
 from asgisock.exceptions import ConfigError
-
-_TYPES: dict[str, Any] = {
-    "str": click.STRING,
-    "int": click.INT,
-    "float": click.FLOAT,
-    "path": click.STRING,
-    "file": click.STRING,
-    "list": click.STRING,
-}
-
-
-class _LineList(click.ParamType):  # type: ignore[type-arg]
-    """A repeatable option whose environment variable holds one value per line."""
-
-    name = "text"
-    envvar_list_splitter = "\n"
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
-        return value
-
-
-_LINES = _LineList()
-
-
-def _option(field: dataclasses.Field[Any]) -> click.Option:
-    info: Setting = field.metadata["setting"]
-    default = default_of(field)
-    flag = info.flag(field.name)
-    common: dict[str, Any] = {"help": info.help, "envvar": env_var(field.name), "show_default": True}
-    if info.kind == "bool":
-        return click.Option([f"{flag}/--no-{flag[2:]}", field.name], default=default, **common)
-    if info.kind == "choice":
-        return click.Option([flag, field.name], type=click.Choice(info.choices), default=default, **common)
-    if info.kind == "list":
-        return click.Option([flag, field.name], type=_LINES, multiple=True, metavar=info.metavar, **common)
-    return click.Option([flag, field.name], type=_TYPES[info.kind], default=default,
-                        metavar=info.metavar, **common)
 
 
 def version_text() -> str:
@@ -78,12 +40,12 @@ def _serve(app: str, **settings: Any) -> None:
     from asgisock.server import run
 
     settings["headers"] = list(settings["headers"])
-    run(app, **settings)
+    run(app, **settings)  # every setting is given, so run() has no environment left to read
 
 
 def build_command() -> click.Command:
     params: list[click.Parameter] = [click.Argument(["app"], envvar="ASGISOCK_APP")]
-    params.extend(_option(field) for field in settings_fields())
+    params.extend(item.option() for item in SETTINGS.values())
     params.append(click.Option(["--version"], is_flag=True, expose_value=False, is_eager=True,
                                callback=_print_version, help="Show the version and exit."))
     return click.Command(

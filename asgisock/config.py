@@ -1,9 +1,13 @@
 """Every setting of the server, defined once.
 
-Each field of :class:`Config` carries its type, default and help text. The click command
-(``cli.py``), the ``ASGISOCK_<NAME>`` environment variables, :func:`asgisock.run` keywords and
-the settings table in the docs are all generated from these definitions, so a setting cannot
-exist in one place and be missing from another.
+Each field of :class:`Config` carries its type (the annotation), default and help text. The
+click command (``cli.py``), the ``ASGISOCK_<NAME>`` environment variables, :func:`asgisock.run`
+keywords and the settings table in the docs are all generated from these definitions, so a
+setting cannot exist in one place and be missing from another.
+
+``Config(...)`` never reads the environment: a program that builds one gets exactly the
+settings it passes. The ``asgisock`` command and :func:`asgisock.run` do read it, through
+:func:`environ_settings`, with the command line's own parser.
 """
 
 from __future__ import annotations
@@ -11,15 +15,21 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-from collections.abc import Sequence
+import types
+import typing
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Final, Literal, get_args, get_origin
+
+import click
 
 from asgisock.exceptions import ConfigError
+from asgisock.http11.headers import FORBIDDEN_VALUE_RE, TOKEN_RE
 from asgisock.types import ASGIApp
+from asgisock.ws.deflate import MAX_WINDOW_BITS, MIN_WINDOW_BITS
 
-Kind = Literal["str", "int", "float", "bool", "choice", "path", "file", "list"]
-"""``path`` is any path; ``file`` must name an existing file."""
+KindName = Literal["str", "int", "float", "bool", "choice", "path", "file", "list"]
+"""How a setting is checked and parsed; derived from its annotation by :func:`_kind_of`."""
 
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
 DEFAULT_ACCESS_LOG_FORMAT = '%(h)s - "%(r)s" %(s)s'
@@ -27,28 +37,26 @@ ENV_PREFIX = "ASGISOCK_"
 
 
 @dataclass(frozen=True)
-class Setting:
-    """How one :class:`Config` field is presented and checked."""
+class Declaration:
+    """What :func:`setting` records beside the default: all that the annotation cannot say."""
 
-    kind: Kind
     help: str
     choices: tuple[str, ...] = ()
+    """The values a ``str`` setting may take. Not a ``Literal`` annotation: that would make every
+    typed program passing a plain ``str`` (``Config(app, loop=name)``) fail to type-check."""
+    path: Literal["any", "file"] | None = None
+    """A ``str`` that names a path (``"file"``: an existing file) rather than plain text."""
     flag_name: str | None = None
     """The option's name when it differs from the field's (``headers`` is ``--header``)."""
     minimum: float | None = None
     maximum: float | None = None
-    optional: bool = False
-    """``None`` is an accepted value (``--fd``, ``--limit-concurrency`` ...)."""
     metavar: str | None = None
     group: str = "Server"
 
-    def flag(self, name: str) -> str:
-        return "--" + (self.flag_name or name).replace("_", "-")
 
-
-def setting(default: Any, kind: Kind, help: str, **options: Any) -> Any:
+def setting(default: Any, help: str, **options: Any) -> Any:
     """Declare a :class:`Config` field together with its presentation."""
-    info = Setting(kind, help, **options)
+    info = Declaration(help, **options)
     if isinstance(default, list):
         return field(default_factory=lambda: list(default), metadata={"setting": info})
     return field(default=default, metadata={"setting": info})
@@ -60,111 +68,91 @@ class Config:
 
     app: ASGIApp | str
     # -- where to listen
-    host: str = setting("127.0.0.1", "str", "Bind the socket to this host.", group="Socket")
-    port: int = setting(8000, "int", "Bind the socket to this port (0: any free port).",
+    host: str = setting("127.0.0.1", "Bind the socket to this host.", group="Socket")
+    port: int = setting(8000, "Bind the socket to this port (0: any free port).",
                         minimum=0, maximum=65535, group="Socket")
-    uds: str | None = setting(None, "path", "Bind to this UNIX domain socket instead of TCP.",
-                              optional=True, group="Socket")
-    fd: int | None = setting(None, "int", "Serve on an already-bound socket with this file descriptor.",
-                             optional=True, minimum=0, group="Socket")
-    backlog: int = setting(2048, "int", "Maximum number of connections waiting to be accepted.",
+    uds: str | None = setting(None, "Bind to this UNIX domain socket instead of TCP.",
+                              path="any", group="Socket")
+    fd: int | None = setting(None, "Serve on an already-bound socket with this file descriptor.",
+                             minimum=0, group="Socket")
+    backlog: int = setting(2048, "Maximum number of connections waiting to be accepted.",
                            minimum=1, group="Socket")
     # -- the application
-    app_dir: str = setting(".", "path", "Look for the app in this directory (added to sys.path).",
-                           group="Application")
-    factory: bool = setting(False, "bool", "Treat APP as a factory: call it with no arguments to get the app.",
+    app_dir: str = setting(".", "Look for the app in this directory (added to sys.path).",
+                           path="any", group="Application")
+    factory: bool = setting(False, "Treat APP as a factory: call it with no arguments to get the app.",
                             group="Application")
-    env_file: str | None = setting(None, "file", "Load environment variables from this .env file.",
-                                   optional=True, group="Application")
-    lifespan: str = setting("auto", "choice", "Run the ASGI lifespan protocol: 'auto' runs it unless the app "
+    env_file: str | None = setting(None, "Load environment variables from this .env file.",
+                                   path="file", group="Application")
+    lifespan: str = setting("auto", "Run the ASGI lifespan protocol: 'auto' runs it unless the app "
                             "rejects it.", choices=("auto", "on", "off"), group="Application")
-    root_path: str = setting("", "str", "The ASGI root_path: the prefix under which the app is mounted.",
+    root_path: str = setting("", "The ASGI root_path: the prefix under which the app is mounted.",
                              group="Application")
     # -- event loop and protocols
-    loop: str = setting("auto", "choice", "Event loop: uvloop when installed ('auto'), or plain asyncio.",
+    loop: str = setting("auto", "Event loop: uvloop when installed ('auto'), or plain asyncio.",
                         choices=("auto", "asyncio", "uvloop"))
-    ws: str = setting("auto", "choice", "WebSocket support: 'none' serves upgrade requests as plain HTTP.",
+    ws: str = setting("auto", "WebSocket support: 'none' serves upgrade requests as plain HTTP.",
                       choices=("auto", "none"))
     # -- limits and timeouts
-    timeout_keep_alive: float = setting(5.0, "float", "Close idle keep-alive connections after this many seconds.",
+    timeout_keep_alive: float = setting(5.0, "Close idle keep-alive connections after this many seconds.",
                                         minimum=0, group="Limits")
     min_request_body_rate: float = setting(
-        1024.0, "float", "Slowest average rate, in bytes per second, at which a request body may arrive once "
+        1024.0, "Slowest average rate, in bytes per second, at which a request body may arrive once "
         "--timeout-keep-alive seconds have passed; slower ones get 408 (0: no minimum).",
         minimum=0, group="Limits")
     timeout_graceful_shutdown: float | None = setting(
-        None, "float", "On shutdown, wait at most this many seconds for in-flight requests.",
-        optional=True, minimum=0, group="Limits")
+        None, "On shutdown, wait at most this many seconds for in-flight requests.",
+        minimum=0, group="Limits")
     limit_concurrency: int | None = setting(
-        None, "int", "Answer 503 once this many connections and tasks are in flight.",
-        optional=True, minimum=1, group="Limits")
-    max_header_size: int = setting(65536, "int", "Largest request head (request line and headers) in bytes; "
+        None, "Answer 503 once this many connections and tasks are in flight.", minimum=1, group="Limits")
+    max_header_size: int = setting(65536, "Largest request head (request line and headers) in bytes; "
                                    "larger ones get 431.", minimum=1024, group="Limits")
     # -- WebSocket
-    ws_max_size: int = setting(16 * 2**20, "int", "Largest incoming WebSocket message in bytes (after "
+    ws_max_size: int = setting(16 * 2**20, "Largest incoming WebSocket message in bytes (after "
                                "decompression); larger ones close the connection with 1009.",
                                minimum=1, group="WebSocket")
-    ws_max_queue: int = setting(32, "int", "Incoming WebSocket messages buffered while the app does not "
+    ws_max_queue: int = setting(32, "Incoming WebSocket messages buffered while the app does not "
                                 "receive(); then reading pauses.", minimum=1, group="WebSocket")
-    ws_ping_interval: float | None = setting(20.0, "float", "Send a WebSocket ping this often, in seconds.",
-                                             optional=True, minimum=0.001, group="WebSocket")
-    ws_ping_timeout: float | None = setting(20.0, "float", "Drop the connection when a ping gets no pong "
-                                            "within this many seconds.", optional=True, minimum=0.001,
-                                            group="WebSocket")
-    ws_per_message_deflate: bool = setting(True, "bool", "Offer permessage-deflate compression (RFC 7692).",
+    ws_ping_interval: float | None = setting(20.0, "Send a WebSocket ping this often, in seconds.",
+                                             minimum=0.001, group="WebSocket")
+    ws_ping_timeout: float | None = setting(20.0, "Drop the connection when a ping gets no pong "
+                                            "within this many seconds.", minimum=0.001, group="WebSocket")
+    ws_per_message_deflate: bool = setting(True, "Offer permessage-deflate compression (RFC 7692).",
                                            group="WebSocket")
-    ws_deflate_window_bits: int = setting(12, "int", "The server's own LZ77 window (9-15) for "
-                                          "permessage-deflate; 12 keeps a compressing connection near "
-                                          "44 KiB, 15 near 126 KiB.", minimum=9, maximum=15, group="WebSocket")
+    ws_deflate_window_bits: int = setting(
+        12, f"The server's own LZ77 window ({MIN_WINDOW_BITS}-{MAX_WINDOW_BITS}) for permessage-deflate; "
+        f"12 keeps a compressing connection near 44 KiB, {MAX_WINDOW_BITS} near 126 KiB.",
+        minimum=MIN_WINDOW_BITS, maximum=MAX_WINDOW_BITS, group="WebSocket")
     ws_deflate_no_context_takeover: bool = setting(
-        False, "bool", "Reset the server's compressor after every message (less memory, worse ratio).",
+        False, "Reset the server's compressor after every message (less memory, worse ratio).",
         group="WebSocket")
-    ws_deflate_threshold: int = setting(0, "int", "Send messages shorter than this many bytes uncompressed.",
+    ws_deflate_threshold: int = setting(0, "Send messages shorter than this many bytes uncompressed.",
                                         minimum=0, group="WebSocket")
     # -- response headers
-    server_header: bool = setting(True, "bool", "Add a 'Server: asgisock' header to responses.", group="Headers")
-    date_header: bool = setting(True, "bool", "Add a 'Date' header to responses.", group="Headers")
-    headers: list[str] = setting([], "list", "Add a default response header (repeatable; in the "
-                                 "environment variable, one header per line).",
+    server_header: bool = setting(True, "Add a 'Server: asgisock' header to responses.", group="Headers")
+    date_header: bool = setting(True, "Add a 'Date' header to responses.", group="Headers")
+    headers: list[str] = setting([], "Add a default response header (repeatable; in the environment "
+                                 "variable, one header per line).",
                                  metavar="NAME:VALUE", flag_name="header", group="Headers")
     # -- logging
-    log_level: str = setting("info", "choice", "Log level of the asgisock.error logger.", choices=LOG_LEVELS,
+    log_level: str = setting("info", "Log level of the asgisock.error logger.", choices=LOG_LEVELS,
                              group="Logging")
-    log_config: str | None = setting(None, "file", "Logging configuration file: .json, .yaml (with PyYAML) "
-                                     "or .ini.", optional=True, group="Logging")
-    access_log: bool = setting(True, "bool", "Log one line per request on the asgisock.access logger.",
+    log_config: str | None = setting(None, "Logging configuration file: .json, .yaml (with PyYAML) "
+                                     "or .ini.", path="file", group="Logging")
+    access_log: bool = setting(True, "Log one line per request on the asgisock.access logger.",
                                group="Logging")
-    access_log_format: str = setting(DEFAULT_ACCESS_LOG_FORMAT, "str", "Access log line, with gunicorn-style "
+    access_log_format: str = setting(DEFAULT_ACCESS_LOG_FORMAT, "Access log line, with gunicorn-style "
                                      "atoms such as %(h)s %(r)s %(s)s %(L)s.", group="Logging")
 
     header_pairs: list[tuple[bytes, bytes]] = field(init=False, repr=False, default_factory=list)
     """``headers`` parsed into lower-cased name/value byte pairs."""
 
     def __post_init__(self) -> None:
-        for item in settings_fields():
-            self._check(item.name, item.metadata["setting"], getattr(self, item.name))
-        self.header_pairs = self._parse_headers()
+        for item in SETTINGS.values():
+            item.check(getattr(self, item.name))
+        self.header_pairs = [_header_pair(header) for header in self.headers]
         if self.fd is not None and self.uds:
             raise ConfigError("--fd", "cannot be combined with --uds")
-
-    def _check(self, name: str, info: Setting, value: Any) -> None:
-        flag = info.flag(name)
-        if value is None:
-            if not info.optional:
-                raise ConfigError(flag, "a value is required")
-            return
-        check = _CHECKS[info.kind]
-        check(flag, info, value)
-
-    def _parse_headers(self) -> list[tuple[bytes, bytes]]:
-        pairs = []
-        for header in self.headers:
-            name, sep, value = header.partition(":")
-            name = name.strip()
-            if not sep or not name or not _is_token(name) or any(c in value for c in "\r\n\0"):
-                raise ConfigError("--header", f"{header!r} is not NAME:VALUE")
-            pairs.append((name.lower().encode("latin-1"), value.strip().encode("latin-1")))
-        return pairs
 
     @property
     def bind_description(self) -> str:
@@ -176,9 +164,78 @@ class Config:
         return f"http://{host}:{self.port}"
 
 
-def settings_fields() -> Sequence[dataclasses.Field[Any]]:
-    """The fields of :class:`Config` that are user settings (all but ``app``)."""
-    return [f for f in dataclasses.fields(Config) if "setting" in f.metadata]
+@dataclass(frozen=True)
+class Setting:
+    """One setting as every surface presents it: its field, its declaration and its annotation."""
+
+    name: str
+    kind: KindName
+    optional: bool
+    """``None`` is an accepted value (``--fd``, ``--limit-concurrency`` ...): ``T | None``."""
+    declared: Declaration
+    source: dataclasses.Field[Any]
+
+    @property
+    def help(self) -> str:
+        return self.declared.help
+
+    @property
+    def choices(self) -> tuple[str, ...]:
+        return self.declared.choices
+
+    @property
+    def minimum(self) -> float | None:
+        return self.declared.minimum
+
+    @property
+    def maximum(self) -> float | None:
+        return self.declared.maximum
+
+    @property
+    def flag(self) -> str:
+        return "--" + (self.declared.flag_name or self.name).replace("_", "-")
+
+    @property
+    def env_var(self) -> str:
+        """``ASGISOCK_<OPTION>``: the option's name (``--header`` is ``ASGISOCK_HEADER``)."""
+        return ENV_PREFIX + self.flag[2:].replace("-", "_").upper()
+
+    @property
+    def default(self) -> Any:
+        return default_of(self.source)
+
+    def check(self, value: Any) -> None:
+        """Raise :class:`ConfigError`, naming the option, unless ``value`` is valid."""
+        if value is None:
+            if not self.optional:
+                raise ConfigError(self.flag, "a value is required")
+            return
+        KINDS[self.kind].check(self, value)
+
+    def option(self) -> click.Option:
+        """The command-line option, which also reads the environment variable."""
+        common: dict[str, Any] = {"help": self.help, "envvar": self.env_var, "show_default": True}
+        names = [self.flag, self.name]
+        if self.kind == "bool":
+            names[0] = f"{self.flag}/--no-{self.flag[2:]}"
+            return click.Option(names, default=self.default, **common)
+        param_type = KINDS[self.kind].param_type(self)
+        if self.kind == "list":
+            return click.Option(names, type=param_type, multiple=True, metavar=self.declared.metavar, **common)
+        return click.Option(names, type=param_type, default=self.default, metavar=self.declared.metavar,
+                            **common)
+
+    def from_environ(self, ctx: click.Context) -> Any:
+        """The value of the environment variable, parsed as the command line parses it; or None."""
+        option = self.option()
+        raw = option.value_from_envvar(ctx)
+        if raw is None:
+            return None
+        try:
+            value = option.type_cast_value(ctx, raw)
+        except click.BadParameter as exc:
+            raise ConfigError(self.env_var, exc.message) from None
+        return list(value) if self.kind == "list" else value
 
 
 def default_of(item: dataclasses.Field[Any]) -> Any:
@@ -188,78 +245,159 @@ def default_of(item: dataclasses.Field[Any]) -> Any:
 
 
 def env_var(name: str) -> str:
-    """``ASGISOCK_<OPTION>``: the option's name (``--header`` is ``ASGISOCK_HEADER``)."""
-    info = Config.__dataclass_fields__[name].metadata["setting"] if name in Config.__dataclass_fields__ else None
-    flag = info.flag(name) if info is not None else "--" + name
-    return ENV_PREFIX + flag[2:].replace("-", "_").upper()
+    """``ASGISOCK_<OPTION>`` for a setting, or for ``app``."""
+    return SETTINGS[name].env_var if name in SETTINGS else ENV_PREFIX + name.upper()
 
 
-def _is_token(text: str) -> bool:
-    """RFC 9110 §5.6.2 token characters."""
-    return all(c.isascii() and (c.isalnum() or c in "!#$%&'*+-.^_`|~") for c in text)
+def environ_settings(given: Collection[str] = ()) -> dict[str, Any]:
+    """The settings set by ``ASGISOCK_*`` variables, leaving out those ``given`` explicitly.
+
+    Each variable is parsed by the setting's own click option, so ``ASGISOCK_ACCESS_LOG=no``
+    or one header per line means the same to :func:`asgisock.run` as to the command.
+    """
+    ctx = click.Context(click.Command("asgisock"))
+    values = {}
+    for item in SETTINGS.values():
+        if item.name not in given and (value := item.from_environ(ctx)) is not None:
+            values[item.name] = value
+    return values
 
 
-def _check_str(flag: str, info: Setting, value: Any) -> None:
+def _header_pair(header: str) -> tuple[bytes, bytes]:
+    """``NAME:VALUE`` checked with the HTTP layer's own field syntax (RFC 9110 §5)."""
+    name, sep, value = header.partition(":")
+    try:
+        name_bytes = name.strip().encode("latin-1")
+        raw_value = value.encode("latin-1")
+    except UnicodeEncodeError:
+        name_bytes = raw_value = b"\0"
+    if not sep or not TOKEN_RE.fullmatch(name_bytes) or FORBIDDEN_VALUE_RE.search(raw_value):
+        raise ConfigError(SETTINGS["headers"].flag, f"{header!r} is not NAME:VALUE")
+    return name_bytes.lower(), value.strip().encode("latin-1")
+
+
+# -- kinds: derived from the annotation, each checked and parsed one way ----------------------
+
+
+def _kind_of(hint: Any, declared: Declaration) -> KindName:
+    """The kind an annotation means (``T | None`` unwrapped before), with the declaration's marks."""
+    simple: dict[Any, KindName] = {bool: "bool", int: "int", float: "float"}
+    if hint in simple:
+        return simple[hint]
+    if get_origin(hint) is list and get_args(hint) == (str,):
+        return "list"
+    if hint is str and declared.choices:
+        return "choice"
+    if hint is str:
+        strings: dict[str | None, KindName] = {None: "str", "any": "path", "file": "file"}
+        return strings[declared.path]
+    raise TypeError(f"no kind of setting has the annotation {hint!r}")
+
+
+def _without_none(hint: Any) -> tuple[Any, bool]:
+    """``T | None`` as ``(T, True)``; any other annotation as ``(hint, False)``."""
+    if get_origin(hint) not in (typing.Union, types.UnionType):
+        return hint, False
+    rest = tuple(arg for arg in get_args(hint) if arg is not type(None))
+    if len(rest) != 1:
+        raise TypeError(f"a setting has one type, or one type and None, not {hint!r}")
+    return rest[0], len(rest) < len(get_args(hint))
+
+
+def _settings() -> dict[str, Setting]:
+    hints = typing.get_type_hints(Config)
+    settings = {}
+    for item in dataclasses.fields(Config):
+        declared = item.metadata.get("setting")
+        if isinstance(declared, Declaration):
+            hint, optional = _without_none(hints[item.name])
+            kind = _kind_of(hint, declared)
+            settings[item.name] = Setting(item.name, kind, optional, declared, item)
+    return settings
+
+
+def _check_str(info: Setting, value: Any) -> None:
     if not isinstance(value, str):
-        raise ConfigError(flag, f"expected a string, got {value!r}")
+        raise ConfigError(info.flag, f"expected a string, got {value!r}")
 
 
-def _check_number(flag: str, info: Setting, value: Any) -> None:
+def _check_number(info: Setting, value: Any) -> None:
     wanted = int if info.kind == "int" else (int, float)
     if isinstance(value, bool) or not isinstance(value, wanted) or not math.isfinite(value):
-        raise ConfigError(flag, f"expected {'an integer' if info.kind == 'int' else 'a number'}, got {value!r}")
+        raise ConfigError(info.flag, f"expected {'an integer' if info.kind == 'int' else 'a number'}, "
+                                     f"got {value!r}")
     if info.minimum is not None and value < info.minimum:
-        raise ConfigError(flag, f"{value!r} is smaller than {info.minimum:g}")
+        raise ConfigError(info.flag, f"{value!r} is smaller than {info.minimum:g}")
     if info.maximum is not None and value > info.maximum:
-        raise ConfigError(flag, f"{value!r} is larger than {info.maximum:g}")
+        raise ConfigError(info.flag, f"{value!r} is larger than {info.maximum:g}")
 
 
-def _check_bool(flag: str, info: Setting, value: Any) -> None:
+def _check_bool(info: Setting, value: Any) -> None:
     if not isinstance(value, bool):
-        raise ConfigError(flag, f"expected True or False, got {value!r}")
+        raise ConfigError(info.flag, f"expected True or False, got {value!r}")
 
 
-def _check_choice(flag: str, info: Setting, value: Any) -> None:
+def _check_choice(info: Setting, value: Any) -> None:
     if value not in info.choices:
-        raise ConfigError(flag, f"{value!r} is not one of {', '.join(info.choices)}")
+        raise ConfigError(info.flag, f"{value!r} is not one of {', '.join(info.choices)}")
 
 
-def _check_path(flag: str, info: Setting, value: Any) -> None:
+def _check_path(info: Setting, value: Any) -> None:
     if not isinstance(value, str | os.PathLike):
-        raise ConfigError(flag, f"expected a path, got {value!r}")
+        raise ConfigError(info.flag, f"expected a path, got {value!r}")
 
 
-def _check_file(flag: str, info: Setting, value: Any) -> None:
-    _check_path(flag, info, value)
+def _check_file(info: Setting, value: Any) -> None:
+    _check_path(info, value)
     if not os.path.isfile(value):
-        raise ConfigError(flag, f"file {os.fspath(value)!r} does not exist")
+        raise ConfigError(info.flag, f"file {os.fspath(value)!r} does not exist")
 
 
-def _check_list(flag: str, info: Setting, value: Any) -> None:
+def _check_list(info: Setting, value: Any) -> None:
     if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
-        raise ConfigError(flag, f"expected a list of strings, got {value!r}")
+        raise ConfigError(info.flag, f"expected a list of strings, got {value!r}")
 
 
-_CHECKS = {
-    "str": _check_str,
-    "int": _check_number,
-    "float": _check_number,
-    "bool": _check_bool,
-    "choice": _check_choice,
-    "path": _check_path,
-    "file": _check_file,
-    "list": _check_list,
+class _LineList(click.ParamType):  # type: ignore[type-arg]
+    """A repeatable option whose environment variable holds one value per line."""
+
+    name = "text"
+    envvar_list_splitter = "\n"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        return value
+
+
+@dataclass(frozen=True)
+class Kind:
+    """How one kind of setting is checked as a Python value and parsed from text."""
+
+    check: Callable[[Setting, Any], None]
+    param_type: Callable[[Setting], click.ParamType[Any]]
+    """The click type that parses the command line and the environment (not used for bool)."""
+
+
+KINDS: Final[Mapping[KindName, Kind]] = {
+    "str": Kind(_check_str, lambda info: click.STRING),
+    "int": Kind(_check_number, lambda info: click.INT),
+    "float": Kind(_check_number, lambda info: click.FLOAT),
+    "bool": Kind(_check_bool, lambda info: click.BOOL),
+    "choice": Kind(_check_choice, lambda info: click.Choice(info.choices)),
+    "path": Kind(_check_path, lambda info: click.STRING),
+    "file": Kind(_check_file, lambda info: click.STRING),
+    "list": Kind(_check_list, lambda info: _LineList()),
 }
+
+SETTINGS: Final[Mapping[str, Setting]] = _settings()
+"""Every user setting (each field of :class:`Config` but ``app``), by field name, in order."""
 
 
 def settings_table() -> str:
     """The Markdown table of every setting, as published in ``docs/reference/settings.md``."""
     rows = ["| Option | Environment variable | Default | Description |", "|---|---|---|---|"]
-    for item in settings_fields():
-        info: Setting = item.metadata["setting"]
-        default = default_of(item)
-        flag = info.flag(item.name)
+    for info in SETTINGS.values():
+        flag = info.flag
         if info.kind == "bool":
             flag = f"{flag} / --no-{flag[2:]}"
-        rows.append(f"| `{flag}` | `{env_var(item.name)}` | `{default!r}` | {info.help} |")
+        rows.append(f"| `{flag}` | `{info.env_var}` | `{info.default!r}` | {info.help} |")
     return "\n".join(rows) + "\n"

@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 import asgisock
-from asgisock.config import Setting, settings_fields
+from asgisock.config import SETTINGS
 from tests.support import timeout
 
 STARTED = re.compile(r"asgisock running on (\S+) \(Press CTRL\+C to quit\)")
@@ -270,8 +270,7 @@ def one_line(stderr: str) -> str:
 
 
 def flag_of(name: str) -> str:
-    info: Setting = next(f.metadata["setting"] for f in settings_fields() if f.name == name)
-    return info.flag(name)
+    return SETTINGS[name].flag
 
 
 def stop_gracefully(cli: Cli, sig: int = signal.SIGINT) -> None:
@@ -347,9 +346,8 @@ def test_factory_that_is_not_callable(app_dir: Path) -> None:
 def test_help_lists_every_setting(app_dir: Path) -> None:
     result = run_cli("--help", cwd=app_dir)
     assert result.returncode == 0
-    for field in settings_fields():
-        info: Setting = field.metadata["setting"]
-        flag = info.flag(field.name)
+    for info in SETTINGS.values():
+        flag = info.flag
         assert re.search(rf"(^|\s){re.escape(flag)}\b", result.stdout), flag
         if info.kind == "bool":
             assert f"--no-{flag[2:]}" in result.stdout
