@@ -12,7 +12,7 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from asgisock.config import Config
+from asgisock.config import Config, environ_settings
 from asgisock.envfile import load_env_file
 from asgisock.exceptions import AppImportError, ConfigError
 from asgisock.importer import is_asgi3, load_app
@@ -244,10 +244,12 @@ def run(app: ASGIApp | str, **settings: Any) -> None:
     """Serve ``app`` (an ASGI app or ``"module:attribute"``) until interrupted.
 
     Keywords are the settings, named as the command-line options without dashes
-    (``run("main:app", port=9000, access_log=False)``). Exits the process with code 1 when the
-    app cannot be imported and 3 when its lifespan startup fails.
+    (``run("main:app", port=9000, access_log=False)``). A setting not given as a keyword is
+    read from its ``ASGISOCK_*`` environment variable, as the ``asgisock`` command reads it, so
+    a script calling ``run()`` is configured the way the command is. Exits the process with
+    code 1 when the app cannot be imported and 3 when its lifespan startup fails.
     """
-    config = Config(app, **settings)
+    config = Config(app, **{**environ_settings(settings), **settings})
     configure_logging(config.log_level, config.log_config, config.access_log)
     if config.env_file:
         load_env_file(config.env_file)

@@ -12,7 +12,15 @@ import pytest
 
 import asgisock
 from asgisock.cli import command
-from asgisock.config import SETTINGS, Config, Setting, default_of, env_var, settings_table
+from asgisock.config import (
+    SETTINGS,
+    Config,
+    Setting,
+    default_of,
+    env_var,
+    environ_settings,
+    settings_table,
+)
 from asgisock.exceptions import ConfigError
 from tests.apps import hello
 
@@ -116,6 +124,58 @@ def test_malformed_header_names_the_option() -> None:
 )
 def test_bind_description(settings: dict[str, Any], where: str) -> None:
     assert Config(hello, **settings).bind_description == where
+
+
+# -- the environment: read by the command and run(), never by Config -------------------------
+
+ENVIRONMENT = {
+    "ASGISOCK_PORT": "9000",
+    "ASGISOCK_ACCESS_LOG": "no",
+    "ASGISOCK_WS_PING_INTERVAL": "2.5",
+    "ASGISOCK_LOOP": "asyncio",
+    "ASGISOCK_HEADER": "X-A: 1\nX-B: two words",
+    "ASGISOCK_ROOT_PATH": "",  # empty is unset, as on the command line
+}
+
+
+@pytest.fixture
+def environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in SETTINGS.values():
+        monkeypatch.delenv(name.env_var, raising=False)
+    for key, value in ENVIRONMENT.items():
+        monkeypatch.setenv(key, value)
+
+
+@pytest.mark.usefixtures("environment")
+def test_environment_is_parsed_as_the_command_line_parses_it() -> None:
+    parsed = command.make_context("asgisock", ["app"]).params
+    from_environ = environ_settings()
+    assert from_environ == {"port": 9000, "access_log": False, "ws_ping_interval": 2.5, "loop": "asyncio",
+                            "headers": ["X-A: 1", "X-B: two words"]}
+    assert {name: parsed[name] for name in from_environ} == {**from_environ, "headers": ("X-A: 1", "X-B: two words")}
+
+
+@pytest.mark.usefixtures("environment")
+def test_given_settings_are_not_read_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ASGISOCK_BACKLOG", "not a number")
+    assert "backlog" not in environ_settings(given={"backlog"})
+    rest = environ_settings(given=["port", "backlog"])
+    assert rest.keys() == {"access_log", "ws_ping_interval", "loop", "headers"}
+
+
+def test_invalid_environment_value_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ASGISOCK_PORT", "eighty")
+    with pytest.raises(ConfigError) as caught:
+        environ_settings()
+    assert caught.value.option == "ASGISOCK_PORT"
+    with pytest.raises(ConfigError, match="ASGISOCK_PORT"):
+        asgisock.run(hello, backlog=0)  # were the environment ignored, --backlog would fail instead
+
+
+@pytest.mark.usefixtures("environment")
+def test_config_ignores_the_environment() -> None:
+    config = Config(hello)
+    assert (config.port, config.access_log, config.headers) == (8000, True, [])
 
 
 # -- one definition, every surface ---------------------------------------------------------------

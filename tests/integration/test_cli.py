@@ -427,6 +427,43 @@ def test_flag_wins_over_environment_variable(launch: Launcher) -> None:
     stop_gracefully(cli)
 
 
+RUN_SCRIPT = "import asgisock; asgisock.run('cliapp:app', root_path='/from-keyword')"
+
+
+def test_run_reads_settings_from_the_environment(app_dir: Path) -> None:
+    """``asgisock.run()`` takes what the keywords leave unset from ``ASGISOCK_*``, as the command does."""
+    uds = app_dir / "run.sock"
+    env = child_env({
+        "ASGISOCK_UDS": str(uds),
+        "ASGISOCK_ACCESS_LOG": "false",
+        "ASGISOCK_HEADER": "X-One:1\nX-Two:two words",
+        "ASGISOCK_ROOT_PATH": "/from-env",  # the keyword wins
+    })
+    process = subprocess.Popen([sys.executable, "-c", RUN_SCRIPT], cwd=app_dir, env=env,
+                               stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True)
+    assert process.stdout is not None and process.stderr is not None
+    stdout, stderr = Output(process.stdout), Output(process.stderr)
+    try:
+        assert f"running on unix:{uds} " in stderr.wait_for("asgisock running on ")
+        with httpx.Client(transport=httpx.HTTPTransport(uds=str(uds)), timeout=timeout(5)) as client:
+            response = client.get("http://localhost/scope")
+        assert response.json()["root_path"] == "/from-keyword"
+        assert (response.headers["x-one"], response.headers["x-two"]) == ("1", "two words")
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout(10)) == 0, stderr.text
+        stdout.join()
+        stderr.join()
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait(timeout(10))
+        process.stdout.close()
+        process.stderr.close()
+    assert "GET /" not in stderr.text  # ASGISOCK_ACCESS_LOG=false
+    assert stdout.lines == ["lifespan startup", "lifespan shutdown"]
+
+
 def test_repeated_header_flag(launch: Launcher) -> None:
     cli = launch("cliapp:app", "--port", "0", HEADERS_FLAG, "X-One: 1", HEADERS_FLAG, "X-Two:two words")
     response = httpx.get(cli.url)
