@@ -36,7 +36,8 @@ ALLOWED: Final[dict[str, frozenset[str]]] = {
     "types": frozenset(),
     "exceptions": frozenset(),
     "logging": frozenset(),
-    "config": frozenset({"exceptions", "types"}),
+    # Settings take their limits and syntax rules from the cores, so each is defined once.
+    "config": frozenset({"exceptions", "types", "http11", "ws"}),
     # Startup: these assemble the layers into a server.
     "extensions": frozenset({"ws"}),
     "envfile": frozenset({"exceptions"}),
