@@ -8,14 +8,21 @@ test when the connection goes quiet while answers are owed.
 
 from __future__ import annotations
 
+import os
 import select
 import socket
 from collections.abc import Callable
+
+from hypothesis import settings
 
 from tests.support import RunningServer, timeout
 
 QUIET = 2.0
 """Seconds (scaled by the suite's timeout unit) a connection may stay silent while it owes."""
+
+FLOW_SETTINGS = settings(max_examples=int(os.environ.get("ASGISOCK_FLOW_EXAMPLES", "100")),
+                         stateful_step_count=40, deadline=None)
+"""The stateful flow tests' budget; ``ASGISOCK_FLOW_EXAMPLES=2000`` for a long run by hand."""
 
 
 class Peer:
@@ -75,3 +82,15 @@ class Peer:
 
     def close(self) -> None:
         self.sock.close()
+
+
+def wait_for_answers(peer: Peer, received: Callable[[], int], target: int, owed_at: list[int],
+                     what: str) -> None:
+    """Pump until ``received()`` (which parses what arrived) reaches ``target``; ``owed_at``
+    holds, for each expected answer, the stream offset after which the server owes it."""
+    def owed() -> str:
+        count = received()
+        owing = sum(1 for at in owed_at[count:] if at <= peer.written)
+        return f"{owing} {what} ({count} of {len(owed_at)} received, {len(peer.outgoing)} bytes unwritten)"
+
+    peer.pump(lambda: received() >= target, owed)

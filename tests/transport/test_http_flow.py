@@ -9,19 +9,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-import os
 import time
 from dataclasses import dataclass
 from typing import Any
 
 import httptools
-from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, rule
 
 from asgisock.types import Receive, Send
 from tests.support import serve, timeout
-from tests.transport.peer import Peer
+from tests.transport.peer import FLOW_SETTINGS, Peer, wait_for_answers
 
 SIZES = [0, 1, 100, 65536, 300_000]
 """Around the 256 KiB body buffer at which reading pauses, and below."""
@@ -169,17 +167,12 @@ class HTTPFlow(RuleBasedStateMachine):
         assert got == self.expected[: len(got)], "responses lost, repeated or out of order"
         assert set(self.responses.statuses) <= {200}, self.responses.statuses
 
+    def _received(self) -> int:
+        self._parse()
+        return len(self.responses.bodies)
+
     def _pump_until(self, target: int) -> None:
-        def done() -> bool:
-            self._parse()
-            return len(self.responses.bodies) >= target
-
-        def owed() -> str:
-            owed = [at for at in self.owed_at[len(self.responses.bodies):] if at <= self.peer.written]
-            return (f"{len(owed)} responses ({len(self.responses.bodies)} of {len(self.expected)} "
-                    f"received, {len(self.peer.outgoing)} bytes unwritten)")
-
-        self.peer.pump(done, owed)
+        wait_for_answers(self.peer, self._received, target, self.owed_at, "responses")
 
     def teardown(self) -> None:
         try:
@@ -194,9 +187,7 @@ class HTTPFlowUvloop(HTTPFlow):
     loop = "uvloop"
 
 
-EXAMPLES = int(os.environ.get("ASGISOCK_FLOW_EXAMPLES", "100"))
-flow_settings = settings(max_examples=EXAMPLES, stateful_step_count=40, deadline=None)
 TestHTTPFlowAsyncio = HTTPFlow.TestCase
-TestHTTPFlowAsyncio.settings = flow_settings
+TestHTTPFlowAsyncio.settings = FLOW_SETTINGS
 TestHTTPFlowUvloop = HTTPFlowUvloop.TestCase
-TestHTTPFlowUvloop.settings = flow_settings
+TestHTTPFlowUvloop.settings = FLOW_SETTINGS

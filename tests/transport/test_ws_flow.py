@@ -18,13 +18,12 @@ import zlib
 from dataclasses import dataclass
 from typing import Any
 
-from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, rule
 
 from asgisock.types import Receive, Send
 from tests.support import serve
-from tests.transport.peer import Peer
+from tests.transport.peer import FLOW_SETTINGS, Peer, wait_for_answers
 
 SIZES = [0, 1, 125, 126, 127, 65535, 65536, 65537, 300_000]
 """Around every length boundary of RFC 6455 §5.2, and past the size compressed off the loop."""
@@ -235,17 +234,12 @@ class WebSocketFlow(RuleBasedStateMachine):
         assert got == self.expected[: len(got)], "answers lost, repeated or out of order"
         assert self.frames.close is None, f"the server closed: {self.frames.close!r}"
 
+    def _received(self) -> int:
+        self._parse()
+        return len(self.frames.messages)
+
     def _pump_until(self, target: int) -> None:
-        def done() -> bool:
-            self._parse()
-            return len(self.frames.messages) >= target
-
-        def owed() -> str:
-            owed = [at for at in self.owed_at[len(self.frames.messages):] if at <= self.peer.written]
-            return (f"{len(owed)} answers ({len(self.frames.messages)} of {len(self.expected)} "
-                    f"received, {len(self.peer.outgoing)} bytes unwritten)")
-
-        self.peer.pump(done, owed)
+        wait_for_answers(self.peer, self._received, target, self.owed_at, "answers")
 
     def teardown(self) -> None:
         try:
@@ -267,9 +261,7 @@ class WebSocketFlowUvloop(WebSocketFlow):
     loop = "uvloop"
 
 
-EXAMPLES = int(os.environ.get("ASGISOCK_FLOW_EXAMPLES", "100"))
-flow_settings = settings(max_examples=EXAMPLES, stateful_step_count=40, deadline=None)
 TestWebSocketFlowAsyncio = WebSocketFlow.TestCase
-TestWebSocketFlowAsyncio.settings = flow_settings
+TestWebSocketFlowAsyncio.settings = FLOW_SETTINGS
 TestWebSocketFlowUvloop = WebSocketFlowUvloop.TestCase
-TestWebSocketFlowUvloop.settings = flow_settings
+TestWebSocketFlowUvloop.settings = FLOW_SETTINGS
