@@ -42,7 +42,7 @@ class HTTPProtocol(WriteFlow, asyncio.Protocol):
         self.defaults: DefaultHeaders = state.defaults
         self.access_format = config.access_log_format if config.access_log else None
         self.timeout_keep_alive = config.timeout_keep_alive
-        self.min_body_rate = config.min_request_body_rate
+        self.min_body_rate = config.min_request_body_rate or None
         self.limit_concurrency = config.limit_concurrency
         self.root_path = config.root_path
         self.max_header_size = config.max_header_size
@@ -65,8 +65,7 @@ class HTTPProtocol(WriteFlow, asyncio.Protocol):
         self.pending: deque[Event] = deque()
         self.drain_waiters: list[asyncio.Future[None]] = []
         self.idle_timer: asyncio.TimerHandle | None = None
-        self.body_started = self.body_paused = self.paused_at = 0.0
-        self.body_bytes = 0
+        self.body_clock: BodyClock | None = None
         self.state.connections.add(self)
         self._became_idle()
         if error_logger.isEnabledFor(TRACE):
@@ -114,7 +113,8 @@ class HTTPProtocol(WriteFlow, asyncio.Protocol):
             if kind is bytes:
                 cycle = self.body_cycle
                 self.idle_since = self.loop.time()  # the body makes progress
-                self.body_bytes += len(event)  # type: ignore[arg-type]
+                if self.body_clock is not None:
+                    self.body_clock.received += len(event)  # type: ignore[arg-type]
                 if cycle is not None and cycle.state is not COMPLETE and cycle.feed_body(event):  # type: ignore[arg-type]
                     self._update_reading()
             elif kind is Request:
@@ -144,9 +144,9 @@ class HTTPProtocol(WriteFlow, asyncio.Protocol):
         """Hand a request to the app; ``complete`` when its end (no body) is already read."""
         if not complete:
             # From here the clock runs only while the request body is awaited from the client.
-            self.idle_since = self.body_started = self.loop.time()
-            self.body_bytes = 0
-            self.body_paused = 0.0
+            self.idle_since = now = self.loop.time()
+            if self.min_body_rate is not None:
+                self.body_clock = BodyClock(now)
         if request.upgrade and self._upgrade(request):
             return
         scope = http_scope(request, scheme=self.scheme, client=self.client, server=self.server,
@@ -248,14 +248,16 @@ class HTTPProtocol(WriteFlow, asyncio.Protocol):
         self.read_paused = pause
         if pause:
             self.transport.pause_reading()
-            self.paused_at = self.loop.time()
+            if self.body_clock is not None:
+                self.body_clock.paused_at = self.loop.time()
         else:
             self.transport.resume_reading()
             if body is not None:
                 # Waiting on the client's body again: restart its clock, and leave the time the
                 # server held reading back out of the body's rate.
                 self._became_idle()
-                self.body_paused += self.idle_since - max(self.paused_at, self.body_started)
+                if self.body_clock is not None:
+                    self.body_clock.resumed(self.idle_since)
 
     def _became_idle(self) -> None:
         """Start the clock on the client: the next request head, or the rest of a request body,
@@ -276,10 +278,11 @@ class HTTPProtocol(WriteFlow, asyncio.Protocol):
             return  # the app's turn; the clock restarts when the server waits on the client again
         now = self.loop.time()
         deadline = self.idle_since + self.timeout_keep_alive
-        if body is not None and self.min_body_rate:
-            too_slow_at = self._too_slow_at()
+        clock = self.body_clock
+        if body is not None and clock is not None and self.min_body_rate is not None:
+            too_slow_at = clock.too_slow_at(self.timeout_keep_alive, self.min_body_rate)
             if now >= too_slow_at:
-                self._body_too_slow(body, now)
+                self._body_too_slow(body, clock, now)
                 return
             deadline = min(deadline, too_slow_at)
         if now < deadline:
@@ -291,20 +294,12 @@ class HTTPProtocol(WriteFlow, asyncio.Protocol):
             body.disconnect()
         self.transport.close()
 
-    def _too_slow_at(self) -> float:
-        """When the body falls below the minimum rate, as Apache's mod_reqtimeout counts it: a
-        grace period of the keep-alive timeout, plus a second for every ``min_body_rate`` bytes
-        received, on a clock that stops while the server holds reading back."""
-        allowed = self.timeout_keep_alive + self.body_bytes / self.min_body_rate
-        return self.body_started + self.body_paused + allowed
-
-    def _body_too_slow(self, body: HTTPCycle, now: float) -> None:
+    def _body_too_slow(self, body: HTTPCycle, clock: BodyClock, now: float) -> None:
         """RFC 9110 §15.5.9: 408 when the server "did not receive a complete request message
         within the time that it was prepared to wait", then close; only close if a response has
         started, as another cannot follow it."""
-        waited = now - self.body_started - self.body_paused
         error_logger.info("%s - Request body too slow (%d bytes in %.1f s): closing", format_address(self.client),
-                          self.body_bytes, waited)
+                          clock.received, clock.waited(now))
         self.pending.clear()
         self.body_cycle = None
         answer = body is self.cycle and body.state is NOT_STARTED
@@ -333,3 +328,32 @@ class HTTPProtocol(WriteFlow, asyncio.Protocol):
         else:
             self.cycle.keep_alive = False
 
+
+
+class BodyClock:
+    """How long the client has taken over a request body, for ``--min-request-body-rate``.
+
+    Apache's mod_reqtimeout counts the same way: a grace period of the keep-alive timeout, plus
+    a second for every ``rate`` bytes received, on a clock that stops while the server itself
+    holds reading back. Made only for requests with a body, so that the attributes of the
+    per-connection protocol stay few (CPython shares an instance's key table only up to 30 of
+    them, and every attribute access on the hot path is slower past that).
+    """
+
+    __slots__ = ("paused", "paused_at", "received", "started")
+
+    def __init__(self, now: float) -> None:
+        self.started = self.paused_at = now
+        self.paused = 0.0
+        self.received = 0
+
+    def resumed(self, now: float) -> None:
+        """Reading resumed: the time since it paused (within this body) does not count."""
+        self.paused += now - max(self.paused_at, self.started)
+
+    def waited(self, now: float) -> float:
+        return now - self.started - self.paused
+
+    def too_slow_at(self, grace: float, rate: float) -> float:
+        """When the body falls below ``rate`` bytes per second after ``grace`` seconds."""
+        return self.started + self.paused + grace + self.received / rate
