@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import os
+import re
+from typing import Final
 
 from asgisock.exceptions import ConfigError
+
+_NAME: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+"""POSIX environment variable names: letters, digits and underscores, not starting with a digit."""
 
 
 def parse_env_file(text: str) -> dict[str, str]:
@@ -17,7 +22,7 @@ def parse_env_file(text: str) -> dict[str, str]:
         line = line.removeprefix("export ").lstrip()
         key, sep, value = line.partition("=")
         key = key.strip()
-        if not sep or not key.replace("_", "").isalnum():
+        if not sep or not _NAME.fullmatch(key):
             continue
         value = value.strip()
         if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
