@@ -28,10 +28,12 @@ ALLOWED: Final[dict[str, frozenset[str]]] = {
     # The sans-I/O protocol cores.
     "http11": CORE_SHARED,
     "ws": CORE_SHARED,
+    # What a trusted proxy says about the client (forwarding headers, the PROXY protocol).
+    "proxy": CORE_SHARED | {"http11"},
     # ASGI message rules, over either core.
     "asgi": SHARED | {"http11", "ws"},
     # The only layer that does I/O.
-    "transport": SHARED | {"asgi", "http11", "ws"},
+    "transport": SHARED | {"asgi", "http11", "ws", "proxy"},
     # Shared leaves.
     "types": frozenset(),
     "exceptions": frozenset(),
@@ -64,7 +66,7 @@ NO_IO: Final = frozenset({
     "selectors", "signal", "socket", "ssl", "subprocess", "sys", "threading", "time", "uvloop",
 })
 """What the cores never import: I/O, event loops, threads, the clock, the environment."""
-CORES: Final = ("http11", "ws")
+CORES: Final = ("http11", "ws", "proxy")
 
 
 def module_name(path: Path) -> str:
