@@ -27,7 +27,9 @@ environment, so they stay out of the cores."""
 ALLOWED: Final[dict[str, frozenset[str]]] = {
     # The sans-I/O protocol cores.
     "http11": CORE_SHARED,
-    "ws": CORE_SHARED,
+    # The opening handshake is an HTTP/1.1 exchange (RFC 6455 §4): its responses are built with
+    # the HTTP/1.1 writer's header checks and default fields, not with a second copy of them.
+    "ws": CORE_SHARED | {"http11"},
     # What a trusted proxy says about the client (forwarding headers, the PROXY protocol).
     "proxy": CORE_SHARED | {"http11"},
     # ASGI message rules, over either core.

@@ -32,7 +32,9 @@ from asgisock.ws.handshake import (
     Handshake,
     HandshakeError,
     accept_key,
+    accept_response,
     is_upgrade_request,
+    reject_response,
     response_headers,
     validate_handshake,
 )
@@ -60,6 +62,7 @@ __all__ = [
     "TextMessage",
     "WebSocketConnection",
     "accept_key",
+    "accept_response",
     "apply_mask",
     "build_frame",
     "decode_close",
@@ -67,6 +70,7 @@ __all__ = [
     "is_upgrade_request",
     "is_valid_close_code",
     "negotiate",
+    "reject_response",
     "response_headers",
     "validate_handshake",
 ]

@@ -2,8 +2,10 @@
 
 The HTTP layer parses the request; this module decides whether it is a valid
 WebSocket upgrade, extracts what the application and the extensions need
-(subprotocols, extension offers), and builds the headers of the 101 answer.
-It never raises for a malformed ``Sec-WebSocket-Extensions`` header: an
+(subprotocols, extension offers), and builds the responses that end the
+handshake: the 101 head, or the error that refuses it. Both are HTTP/1.1
+responses, so they take the header checks and the default fields from the
+HTTP/1.1 writer, the same as any other response. It never raises for a malformed ``Sec-WebSocket-Extensions`` header: an
 offer the server cannot understand is one it does not accept (RFC 6455 §9.1).
 """
 
@@ -13,15 +15,27 @@ import base64
 import binascii
 import hashlib
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
+
+from asgisock.http11.writer import (
+    STATUS_LINES,
+    DefaultHeaders,
+    check_name,
+    check_value,
+    error_response,
+)
 
 __all__ = [
     "ExtensionOffer",
     "Handshake",
     "HandshakeError",
     "accept_key",
+    "accept_response",
     "is_upgrade_request",
     "parse_extensions",
+    "reject_response",
     "response_headers",
     "validate_handshake",
 ]
@@ -256,3 +270,36 @@ def response_headers(
     if extensions is not None:
         headers.append((b"sec-websocket-extensions", extensions.encode("latin-1")))
     return headers
+
+
+def accept_response(
+    handshake: Handshake,
+    subprotocol: str | None,
+    extensions: str | None,
+    headers: Iterable[tuple[Any, Any]],
+    defaults: DefaultHeaders,
+) -> bytes:
+    """The whole head of the 101 response that completes the handshake (§4.2.2 item 5).
+
+    The handshake's own fields come first, then the app's extra ``headers``, checked as in any
+    response so that none can put a malformed head on the wire (RFC 9110 §5.5), then the
+    server's default fields (``Server``, ``Date``). Raises ValueError for a subprotocol the
+    client did not offer or a header that is not a pair, InvalidResponse for an invalid name
+    or value.
+    """
+    lines = [STATUS_LINES[101]]
+    for name, value in response_headers(handshake, subprotocol, extensions):
+        lines.append(name + b": " + value + b"\r\n")
+    for name, value in headers:
+        check_name(name)
+        check_value(value)
+        lines.append(name + b": " + value + b"\r\n")
+    lines.append(defaults.encoded())
+    lines.append(b"\r\n")
+    return b"".join(lines)
+
+
+def reject_response(error: HandshakeError) -> bytes:
+    """The response that refuses an invalid handshake, then closes the connection (§4.2.1:
+    "return an HTTP response with an appropriate error code")."""
+    return error_response(error.status, error.reason, extra=error.headers)

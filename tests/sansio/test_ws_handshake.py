@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import pytest
 
+from asgisock.http11.writer import DefaultHeaders, InvalidResponse
 from asgisock.ws.handshake import (
     ExtensionOffer,
     Handshake,
     HandshakeError,
     accept_key,
+    accept_response,
     is_upgrade_request,
     parse_extensions,
+    reject_response,
     response_headers,
     validate_handshake,
 )
@@ -238,3 +241,48 @@ def test_response_headers_full() -> None:
 def test_response_headers_subprotocol_not_offered() -> None:
     with pytest.raises(ValueError, match="not offered"):
         response_headers(Handshake(KEY, ["chat"]), "other", None)
+
+
+# -- accept_response and reject_response ---------------------------------------------------
+
+
+def test_accept_response_is_the_whole_101_head() -> None:
+    defaults = DefaultHeaders(server=True, clock=lambda: 784111777.0)
+    head = accept_response(Handshake(KEY, ["chat"]), "chat", "permessage-deflate", [(b"x-a", b"1")], defaults)
+    assert head == (
+        b"HTTP/1.1 101 Switching Protocols\r\n"
+        b"upgrade: websocket\r\n"
+        b"connection: Upgrade\r\n"
+        b"sec-websocket-accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"
+        b"sec-websocket-protocol: chat\r\n"
+        b"sec-websocket-extensions: permessage-deflate\r\n"
+        b"x-a: 1\r\n"
+        b"server: asgisock\r\n"
+        b"date: Sun, 06 Nov 1994 08:49:37 GMT\r\n"
+        b"\r\n"
+    )
+
+
+def test_accept_response_without_defaults() -> None:
+    head = accept_response(Handshake(KEY), None, None, [], DefaultHeaders(server=False, clock=None))
+    assert head.endswith(b"sec-websocket-accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n")
+
+
+@pytest.mark.parametrize("header", [(b"bad name", b"1"), (b"x", b"a\r\nb"), (b"x", "text")])
+def test_accept_response_checks_the_apps_headers(header: tuple[object, object]) -> None:
+    with pytest.raises(InvalidResponse):
+        accept_response(Handshake(KEY), None, None, [header], DefaultHeaders(server=False, clock=None))
+
+
+def test_accept_response_subprotocol_not_offered() -> None:
+    with pytest.raises(ValueError, match="not offered"):
+        accept_response(Handshake(KEY), "chat", None, [], DefaultHeaders(server=False, clock=None))
+
+
+def test_reject_response_carries_the_errors_headers() -> None:
+    response = reject_response(handshake_error(request_headers(drop=(b"sec-websocket-version",))))
+    head, _, body = response.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 426 Upgrade Required\r\n")
+    assert b"\r\nsec-websocket-version: 13\r\n" in head + b"\r\n"
+    assert b"\r\nconnection: close" in head
+    assert body == b"Unsupported WebSocket version: this server speaks version 13.\n"
