@@ -297,6 +297,29 @@ class WebSocketConnection:
         else:
             self._send_message(Opcode.BINARY, data)
 
+    def send_message(self, data: str | bytes) -> None:
+        """Queue a message: a ``str`` as a text message in UTF-8, ``bytes`` as a binary one
+        (RFC 6455 §5.6). The small-frame fast paths of ``send_text`` and ``send_bytes``,
+        written out here so that the commonest send costs no extra call."""
+        if type(data) is str:
+            payload = data.encode("utf-8")
+            if len(payload) < 126 and self._sends_plain():
+                self._output.append(SHORT_TEXT_HEADERS[len(payload)] + payload)
+            else:
+                self._send_message(Opcode.TEXT, payload)
+        elif len(data) < 126 and self._sends_plain():
+            self._output.append(SHORT_BINARY_HEADERS[len(data)] + data)  # type: ignore[operator]
+        else:
+            self._send_message(Opcode.BINARY, data)  # type: ignore[arg-type]
+
+    @staticmethod
+    def encode_message(data: str | bytes) -> tuple[Opcode, bytes]:
+        """The opcode and payload of a message (text in UTF-8, §5.6), for a caller that
+        compresses it elsewhere and queues the result with ``send_compressed``."""
+        if type(data) is str:
+            return Opcode.TEXT, data.encode("utf-8")
+        return Opcode.BINARY, data  # type: ignore[return-value]
+
     def _sends_plain(self) -> bool:
         """Whether a small message may go out as one frame with nothing to check or compress."""
         return self.deflate is None and not self.close_sent and self.state is not _CLOSED

@@ -963,3 +963,56 @@ def test_any_budgets_give_the_same_events(data: tuple[list[Event], bytes], cuts:
     assert events == expected
     conn.receive_data(b"")
     assert conn.events_received() == []
+
+
+# -- send_message ----------------------------------------------------------------------------
+
+
+def _sent_both_ways(data: str | bytes, deflate: Callable[[], PerMessageDeflate | None],
+                    close_first: bool) -> tuple[object, object]:
+    """What ``send_message`` and the typed ``send_text``/``send_bytes`` put out, or raise."""
+    outcomes: list[object] = []
+    for general in (False, True):
+        conn = WebSocketConnection(deflate=deflate())
+        if close_first:
+            conn.send_close()
+            conn.data_to_send()
+        try:
+            if general:
+                conn.send_text(data) if isinstance(data, str) else conn.send_bytes(data)
+            else:
+                conn.send_message(data)
+        except ConnectionClosedError:
+            outcomes.append(ConnectionClosedError)
+        else:
+            outcomes.append((conn.data_to_send(), conn.state))
+    return outcomes[0], outcomes[1]
+
+
+@settings(max_examples=200)
+@given(st.one_of(st.text(max_size=300), st.binary(max_size=300)), st.booleans(), st.booleans())
+def test_send_message_is_send_text_or_send_bytes(data: str | bytes, compressed: bool, close_first: bool) -> None:
+    """The fast paths written out in ``send_message`` give exactly what the typed methods give."""
+    def deflate() -> PerMessageDeflate | None:
+        return PerMessageDeflate(compress_threshold=0) if compressed else None
+
+    fast, general = _sent_both_ways(data, deflate, close_first)
+    assert fast == general
+
+
+def test_send_message_chooses_the_opcode() -> None:
+    conn = WebSocketConnection()
+    conn.send_message("é")
+    conn.send_message(b"\x00")
+    assert conn.data_to_send() == b"\x81\x02\xc3\xa9" + b"\x82\x01\x00"
+
+
+def test_send_message_large() -> None:
+    conn = WebSocketConnection()
+    conn.send_message("x" * 200)
+    assert conn.data_to_send() == b"\x81\x7e\x00\xc8" + b"x" * 200
+
+
+def test_encode_message() -> None:
+    assert WebSocketConnection.encode_message("é") == (Opcode.TEXT, b"\xc3\xa9")
+    assert WebSocketConnection.encode_message(b"\xff") == (Opcode.BINARY, b"\xff")
