@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import signal
 import socket
@@ -20,6 +21,7 @@ from asgisock.lifespan import Lifespan
 from asgisock.logging import configure_logging, error_logger
 from asgisock.transport.http import HTTPProtocol
 from asgisock.transport.state import ServerState
+from asgisock.transport.websocket import upgrade_to_websocket
 from asgisock.types import ASGIApp, Receive, Send
 
 EXIT_IMPORT_ERROR = 1
@@ -65,6 +67,10 @@ class Server:
         app = _asgi3(load_app(config.app, factory=config.factory, app_dir=config.app_dir))
         loop = asyncio.get_running_loop()
         self.state = state = ServerState(config, app, loop)
+        if config.ws != "none":
+            # The HTTP/1.1 protocol hands upgraded connections to the WebSocket one through this
+            # hook, so that neither transport module imports the other.
+            state.upgrade = functools.partial(upgrade_to_websocket, state)
         self.lifespan = Lifespan(app, config.lifespan, state.app_state)
         pid = os.getpid()
         error_logger.info("Started server process [%d]", pid)

@@ -55,14 +55,6 @@ ALLOWED: Final[dict[str, frozenset[str]]] = {
 """For each part of the package (a subpackage or a top-level module; ``asgisock`` is the
 package's ``__init__``), the other parts it may import."""
 
-KNOWN_CYCLE_EDGES: Final = frozenset({
-    # transport/http.py imports transport/websocket.py (inside a function, for the upgrade) and
-    # transport/websocket.py imports transport/http.py under TYPE_CHECKING (HTTPProtocol): a
-    # cycle between the two transport modules, to be removed by the transport's redesign.
-    ("asgisock.transport.websocket", "asgisock.transport.http"),
-})
-"""Module imports left out of the cycle check; any other cycle fails."""
-
 NO_IO: Final = frozenset({
     "asyncio", "concurrent", "datetime", "multiprocessing", "os", "pathlib", "random", "secrets",
     "selectors", "signal", "socket", "ssl", "subprocess", "sys", "threading", "time", "uvloop",
@@ -157,12 +149,7 @@ def test_the_parts_form_no_cycle() -> None:
 
 
 def test_the_modules_form_no_cycle() -> None:
-    assert find_cycle(own_edges() - KNOWN_CYCLE_EDGES) is None
-
-
-def test_known_cycle_edges_are_still_there() -> None:
-    """Once the transport's redesign removes one, its entry must go too, so the check tightens."""
-    assert own_edges() >= KNOWN_CYCLE_EDGES
+    assert find_cycle(own_edges()) is None
 
 
 def test_the_cycle_check_finds_a_cycle() -> None:

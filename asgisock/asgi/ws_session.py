@@ -5,6 +5,11 @@ first; the app answers with ``websocket.accept``, ``websocket.close`` (403) or a
 Response (``websocket.http.response.*``); then ``websocket.receive``/``websocket.send`` with
 exactly one of ``text``/``bytes``; ``websocket.disconnect`` with ``code`` and ``reason``; and
 an ``OSError`` from ``send()`` once the connection is closed.
+
+The session also answers the handshake for the app: it turns ``websocket.accept`` into the 101
+head (with the negotiated extension), and a Denial Response into HTTP/1.1 bytes framed by the
+same writer as any other response. The connection that carries it only writes what it is given,
+and hands it each message read as a plain ``str`` or ``bytes``.
 """
 
 from __future__ import annotations
@@ -16,8 +21,21 @@ from collections.abc import Awaitable
 from typing import Any, Final, Protocol, cast
 
 from asgisock.exceptions import ClientDisconnected
+from asgisock.http11.writer import (
+    CHUNKED,
+    LAST_CHUNK,
+    NO_BODY,
+    DefaultHeaders,
+    InvalidResponse,
+    ResponseHead,
+    encode_chunk,
+    encode_head,
+    error_response,
+)
 from asgisock.logging import error_logger
 from asgisock.types import ASGIApp, Message
+from asgisock.ws.deflate import DeflateSettings, PerMessageDeflate, negotiate
+from asgisock.ws.handshake import Handshake, accept_response
 
 _CONNECT: Final = {"type": "websocket.connect"}
 
@@ -27,12 +45,13 @@ class SessionOwner(Protocol):
 
     write_paused: bool
 
-    def accept(self, subprotocol: str | None, headers: list[tuple[bytes, bytes]]) -> None: ...
-    def deny(self, status: int, headers: Any) -> None: ...
-    def deny_body(self, body: bytes, more_body: bool) -> None: ...
+    def accept(self, head: bytes, deflate: PerMessageDeflate | None) -> None:
+        """Write the 101 ``head`` and start the WebSocket connection, compressed with
+        ``deflate`` if an extension was negotiated."""
+    def send_response(self, data: bytes, *, last: bool) -> None:
+        """Write part of an HTTP response that refuses the handshake; close after the ``last``."""
     def send_data(self, data: str | bytes) -> Awaitable[None] | None: ...
     def close(self, code: int, reason: str) -> None: ...
-    def abort_handshake(self, status: int, reason: str) -> None: ...
     def message_consumed(self) -> None: ...
     def disconnect_delivered(self) -> None: ...
     async def drain(self) -> None: ...
@@ -55,12 +74,21 @@ _CONNECTED: Final = SessionState.CONNECTED
 class WebSocketSession:
     """Carries messages between one WebSocket connection and the app."""
 
-    __slots__ = ("connect_delivered", "disconnect", "max_queue", "owner", "queue", "scope", "state", "waiter")
+    __slots__ = ("connect_delivered", "defaults", "deflate", "deny_head", "deny_start", "disconnect", "handshake",
+                 "max_queue", "owner", "queue", "scope", "state", "waiter")
 
-    def __init__(self, owner: SessionOwner, scope: dict[str, Any], max_queue: int) -> None:
+    def __init__(self, owner: SessionOwner, scope: dict[str, Any], max_queue: int, *, handshake: Handshake,
+                 defaults: DefaultHeaders, deflate: DeflateSettings | None) -> None:
         self.owner = owner
         self.scope = scope
         self.max_queue = max_queue
+        self.handshake = handshake
+        self.defaults = defaults
+        self.deflate = deflate
+        """permessage-deflate as configured, or None when it is off."""
+        self.deny_start: tuple[int, Any] = (500, ())
+        self.deny_head: ResponseHead | None = None
+        """The Denial Response's head, once it went out with its first body message."""
         self.state = SessionState.CONNECTING
         self.connect_delivered = False
         self.queue: deque[Message] = deque()
@@ -69,8 +97,13 @@ class WebSocketSession:
         """The ``websocket.disconnect`` message, once the connection is gone."""
 
     # -- fed by the transport --------------------------------------------------------------
-    def deliver(self, message: Message) -> bool:
-        """Queue an incoming message; True when the queue is full and reading should pause."""
+    def deliver_message(self, data: str | bytes) -> bool:
+        """Hand the app a message read (``str`` for text), as ``websocket.receive``; True when
+        the queue is full and reading should pause."""
+        if type(data) is str:
+            message: Message = {"type": "websocket.receive", "text": data}
+        else:
+            message = {"type": "websocket.receive", "bytes": data}
         waiter = self.waiter
         if waiter is not None and not waiter.done():
             self.waiter = None
@@ -162,8 +195,20 @@ class WebSocketSession:
         for name, _ in headers:
             if isinstance(name, bytes) and name.lower() == b"sec-websocket-protocol":
                 raise RuntimeError("use 'subprotocol' in websocket.accept, not a sec-websocket-protocol header")
-        self.owner.accept(subprotocol, headers)
+        extension, deflate = self._negotiate()
+        try:
+            head = accept_response(self.handshake, subprotocol, extension, headers, self.defaults)
+        except (ValueError, InvalidResponse) as exc:
+            raise RuntimeError(f"invalid websocket.accept: {exc}") from None
+        self.owner.accept(head, deflate)
         self.state = SessionState.CONNECTED
+
+    def _negotiate(self) -> tuple[str | None, PerMessageDeflate | None]:
+        """The ``Sec-WebSocket-Extensions`` answer and compression state (RFC 7692 §5)."""
+        if self.deflate is None or not self.handshake.extensions:
+            return None, None
+        result = negotiate(self.handshake.extensions, self.deflate)
+        return (None, None) if result is None else result
 
     def _close(self, message: Message) -> None:
         code = message.get("code", 1000)
@@ -173,7 +218,7 @@ class WebSocketSession:
         if self.state is SessionState.CONNECTING:
             # ASGI: "returning HTTP status code 403 if the connection is denied".
             self.state = SessionState.CLOSED
-            self.owner.abort_handshake(403, "Forbidden")
+            self._abort_handshake(403, "Forbidden")
             return
         try:
             self.owner.close(code, reason)
@@ -185,7 +230,8 @@ class WebSocketSession:
         status = message.get("status")
         if type(status) is not int or not 100 <= status <= 599:
             raise RuntimeError(f"invalid status in websocket.http.response.start: {status!r}")
-        self.owner.deny(status, message.get("headers") or ())
+        # The head waits for the first body message, so that a whole body gets a Content-Length.
+        self.deny_start = (status, message.get("headers") or ())
         self.state = SessionState.DENYING
 
     def _deny_body(self, message: Message) -> None:
@@ -193,9 +239,32 @@ class WebSocketSession:
         if not isinstance(body, bytes | bytearray | memoryview):
             raise RuntimeError("websocket.http.response.body 'body' must be bytes")
         more = bool(message.get("more_body", False))
-        self.owner.deny_body(bytes(body), more)
+        self.owner.send_response(self._denial_bytes(bytes(body), more), last=not more)
         if not more:
             self.state = SessionState.CLOSED
+
+    def _denial_bytes(self, body: bytes, more: bool) -> bytes:
+        """One body message of the Denial Response on the wire, its head before the first; the
+        connection closes after the response (RFC 9112 §9.6), since it was never upgraded."""
+        head = self.deny_head
+        if head is None:
+            status, headers = self.deny_start
+            try:
+                head = encode_head(status, headers, self.defaults, head_request=False, http11=True,
+                                   keep_alive=False, body_length=None if more else len(body))
+            except InvalidResponse as exc:
+                raise RuntimeError(f"invalid websocket.http.response.start: {exc}") from None
+            self.deny_head = head
+            data = head.data
+        else:
+            data = b""
+        if head.framing is CHUNKED:
+            return data + (encode_chunk(body) if body else b"") + (b"" if more else LAST_CHUNK)
+        return data if head.framing is NO_BODY else data + body
+
+    def _abort_handshake(self, status: int, reason: str) -> None:
+        """Refuse the handshake with ``status``, or just close if a Denial Response started."""
+        self.owner.send_response(b"" if self.deny_head is not None else error_response(status, reason), last=True)
 
     # -- running the app -----------------------------------------------------------------
     async def run(self, app: ASGIApp) -> None:
@@ -219,7 +288,7 @@ class WebSocketSession:
         state = self.state
         self.state = SessionState.CLOSED
         if state is SessionState.CONNECTING or state is SessionState.DENYING:
-            self.owner.abort_handshake(500, "Internal Server Error")
+            self._abort_handshake(500, "Internal Server Error")
         elif state is SessionState.CONNECTED:
             if self.disconnect is None:
                 self.owner.close(code, reason)

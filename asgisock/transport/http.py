@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Final, cast
 
 from asgisock.asgi.http_cycle import COMPLETE, NOT_STARTED, STARTED, HTTPCycle
@@ -22,6 +23,7 @@ from asgisock.http11.writer import DefaultHeaders, error_response
 from asgisock.logging import TRACE, error_logger
 from asgisock.transport.addresses import client_address, format_address, server_address
 from asgisock.transport.flow import WriteFlow
+from asgisock.transport.state import Upgrade
 
 if TYPE_CHECKING:
     from asgisock.transport.state import ServerState
@@ -147,7 +149,8 @@ class HTTPProtocol(WriteFlow, asyncio.Protocol):
             self.idle_since = now = self.loop.time()
             if self.min_body_rate is not None:
                 self.body_clock = BodyClock(now)
-        if request.upgrade and self._upgrade(request):
+        if request.upgrade and self.state.upgrade is not None:
+            self._upgrade(request, self.state.upgrade)
             return
         scope = http_scope(request, scheme=self.scheme, client=self.client, server=self.server,
                            root_path=self.root_path, state=self.state.app_state)
@@ -172,11 +175,11 @@ class HTTPProtocol(WriteFlow, asyncio.Protocol):
         cycle.task = task
         self.tasks.add(task)
 
-    def _upgrade(self, request: Request) -> bool:
-        """Hand a WebSocket handshake to the WebSocket protocol; False to serve it as HTTP."""
-        from asgisock.transport.websocket import upgrade_to_websocket
-
-        return upgrade_to_websocket(self, request)
+    def _upgrade(self, request: Request, upgrade: Callable[[Upgrade], None]) -> None:
+        """Hand the connection over for a WebSocket handshake; this protocol is done with it."""
+        self.detach()
+        upgrade(Upgrade(self.transport, request, self.client, self.server, self.scheme,
+                        self.conn.upgrade_data or b""))
 
     def _reject(self, error: RequestError) -> None:
         """Answer a request that must not reach the app, then close: its framing is in doubt."""

@@ -4,11 +4,28 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 from asgisock.config import Config
+from asgisock.http11.events import Request
 from asgisock.http11.writer import DefaultHeaders
 from asgisock.types import ASGIApp
+
+
+class Upgrade(NamedTuple):
+    """A connection the HTTP/1.1 protocol hands to the protocol a request upgrades to
+    (RFC 9110 §7.8): everything the new protocol needs, so that it never reaches into the old."""
+
+    transport: asyncio.Transport
+    request: Request
+    """The upgrade request, whose head is all read."""
+    client: tuple[str, int] | None
+    server: tuple[str, int | None] | None
+    scheme: str
+    """``http`` or ``https``."""
+    leftover: bytes
+    """What the client sent after the request head: the new protocol's first bytes."""
 
 
 class ServerState:
@@ -27,3 +44,6 @@ class ServerState:
             server=config.server_header, clock=time.time if config.date_header else None,
             extra=config.header_pairs,
         )
+        self.upgrade: Callable[[Upgrade], None] | None = None
+        """Takes over a connection upgraded to WebSocket; None serves upgrade requests as HTTP.
+        Set by the server, so that the HTTP/1.1 protocol needs no import of the WebSocket one."""

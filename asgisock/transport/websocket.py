@@ -1,8 +1,12 @@
 """The asyncio protocol for a WebSocket connection, after the HTTP/1.1 upgrade request.
 
-It owns the socket, the clock (keepalive pings, the closing-handshake timeout) and flow control;
-the RFC 6455 rules live in the sans-I/O :class:`~asgisock.ws.connection.WebSocketConnection` and
-the ASGI rules in :class:`~asgisock.asgi.ws_session.WebSocketSession`.
+It owns the socket, the clock (keepalive pings, the closing-handshake timeout) and flow control,
+and does nothing else: the RFC 6455 rules live in the sans-I/O
+:class:`~asgisock.ws.connection.WebSocketConnection` (frames, opcodes, UTF-8) and
+:mod:`asgisock.ws.handshake` (the handshake's responses), the ASGI rules in
+:class:`~asgisock.asgi.ws_session.WebSocketSession` (messages, Denial Responses, errors in what
+the app sends). It gets the connection from the HTTP/1.1 protocol as an
+:class:`~asgisock.transport.state.Upgrade`, through the hook ``server.py`` wires.
 """
 
 from __future__ import annotations
@@ -10,23 +14,12 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Awaitable
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Final
 
 from asgisock.asgi.scope import websocket_scope
 from asgisock.asgi.ws_session import WebSocketSession
 from asgisock.exceptions import ClientDisconnected
 from asgisock.http11.events import Request
-from asgisock.http11.writer import (
-    LAST_CHUNK,
-    Framing,
-    InvalidResponse,
-    ResponseHead,
-    check_name,
-    check_value,
-    encode_chunk,
-    encode_head,
-    error_response,
-)
 from asgisock.logging import TRACE, error_logger
 from asgisock.transport.addresses import format_address
 from asgisock.transport.flow import WriteFlow
@@ -39,38 +32,34 @@ from asgisock.ws.connection import (
     TextMessage,
     WebSocketConnection,
 )
-from asgisock.ws.deflate import DeflateSettings, PerMessageDeflate, negotiate
-from asgisock.ws.frames import Opcode
-from asgisock.ws.handshake import Handshake, HandshakeError, response_headers, validate_handshake
+from asgisock.ws.deflate import DeflateSettings, PerMessageDeflate
+from asgisock.ws.handshake import Handshake, HandshakeError, reject_response, validate_handshake
 
 if TYPE_CHECKING:
-    from asgisock.transport.http import HTTPProtocol
-    from asgisock.transport.state import ServerState
+    from asgisock.transport.state import ServerState, Upgrade
 
 OFFLOAD_COMPRESSION: Final = 256 * 1024
 """Messages at least this large are compressed in a worker thread: zlib takes about 12 ms for
 256 KiB of text here and 760 ms for 16 MiB, far too long to hold the event loop."""
 CLOSE_TIMEOUT: Final = 10.0
 """Seconds to wait for the peer's close frame after sending ours, before dropping TCP."""
-SWITCHING: Final = b"HTTP/1.1 101 Switching Protocols\r\n"
 
 
-def upgrade_to_websocket(http: HTTPProtocol, request: Request) -> bool:
-    """Take over the connection for a WebSocket handshake; False serves the request as HTTP."""
+def upgrade_to_websocket(state: ServerState, upgrade: Upgrade) -> None:
+    """Take over a connection the HTTP/1.1 protocol handed over for a WebSocket opening
+    handshake (RFC 6455 §4.2.1), or refuse an invalid handshake and close."""
+    request = upgrade.request
     try:
         handshake = validate_handshake(request.method, request.http_version, request.headers)
     except HandshakeError as exc:
-        error_logger.info("%s - Invalid WebSocket handshake: %s %s", format_address(http.client),
+        error_logger.info("%s - Invalid WebSocket handshake: %s %s", format_address(upgrade.client),
                           exc.status, exc.reason)
-        http.write(error_response(exc.status, exc.reason, extra=exc.headers))
-        http.transport.close()
-        return True
-    protocol = WebSocketProtocol(http.state, request, handshake)
-    http.detach()
-    transport = http.transport
-    transport.set_protocol(protocol)
-    protocol.attach(transport, http, http.conn.upgrade_data or b"")
-    return True
+        upgrade.transport.write(reject_response(exc))
+        upgrade.transport.close()
+        return
+    protocol = WebSocketProtocol(state, request, handshake)
+    upgrade.transport.set_protocol(protocol)
+    protocol.attach(upgrade)
 
 
 class WebSocketProtocol(WriteFlow, asyncio.Protocol):
@@ -91,26 +80,25 @@ class WebSocketProtocol(WriteFlow, asyncio.Protocol):
         """Set while a large message is compressed in a worker thread."""
         self.pending_input: list[bytes] = []
         self.drain_waiters: list[asyncio.Future[None]] = []
-        self.deny_start: tuple[int, Any] = (500, ())
-        self.deny_head: ResponseHead | None = None
         self.ping_timer: asyncio.TimerHandle | None = None
         self.pong_timer: asyncio.TimerHandle | None = None
         self.close_timer: asyncio.TimerHandle | None = None
         self.ping_interval = config.ws_ping_interval
         self.ping_timeout = config.ws_ping_timeout
 
-    def attach(self, transport: asyncio.Transport, http: HTTPProtocol, pending: bytes) -> None:
+    def attach(self, upgrade: Upgrade) -> None:
         """Start where the HTTP protocol left off: same socket, handshake parsed."""
-        self.transport = transport
-        self.client = http.client
+        self.transport = upgrade.transport
+        self.client = upgrade.client
         scope = websocket_scope(
-            self.request, scheme="wss" if http.scheme == "https" else "ws", client=http.client,
-            server=http.server, root_path=self.config.root_path, state=self.state.app_state,
+            self.request, scheme="wss" if upgrade.scheme == "https" else "ws", client=upgrade.client,
+            server=upgrade.server, root_path=self.config.root_path, state=self.state.app_state,
             subprotocols=self.handshake.subprotocols,
         )
-        self.session = WebSocketSession(self, scope, self.config.ws_max_queue)
-        if pending:
-            self.pending_input.append(pending)
+        self.session = WebSocketSession(self, scope, self.config.ws_max_queue, handshake=self.handshake,
+                                        defaults=self.state.defaults, deflate=self._deflate_settings())
+        if upgrade.leftover:
+            self.pending_input.append(upgrade.leftover)
         self._set_reading(False)  # nothing is read until the app accepts
         self.state.connections.add(self)
         task = self.loop.create_task(self.session.run(self.state.app))
@@ -128,7 +116,8 @@ class WebSocketProtocol(WriteFlow, asyncio.Protocol):
         if len(session.queue) < session.max_queue:
             message = conn.receive_whole_message(data)
             if message is not None:
-                self._deliver(session, message)
+                if session.deliver_message(message):
+                    self._update_reading()  # the queue is full
                 return
         self._receive(conn, data)
 
@@ -147,15 +136,6 @@ class WebSocketProtocol(WriteFlow, asyncio.Protocol):
             conn.receive_data(b"", max_messages=self._room())
             self._process(conn)
         self._update_reading()
-
-    def _deliver(self, session: WebSocketSession, message: str | bytes) -> None:
-        """Hand over a message read on the fast path; pause reading when the queue fills."""
-        if type(message) is str:
-            full = session.deliver({"type": "websocket.receive", "text": message})
-        else:
-            full = session.deliver({"type": "websocket.receive", "bytes": message})
-        if full:
-            self._update_reading()
 
     def _room(self) -> int:
         """How many more messages the app's queue takes (``--ws-max-queue``)."""
@@ -199,10 +179,8 @@ class WebSocketProtocol(WriteFlow, asyncio.Protocol):
         session = self.session
         for event in conn.events_received():
             kind = type(event)
-            if kind is TextMessage:
-                session.deliver({"type": "websocket.receive", "text": event.data})  # type: ignore[union-attr]
-            elif kind is BytesMessage:
-                session.deliver({"type": "websocket.receive", "bytes": event.data})  # type: ignore[union-attr]
+            if kind is TextMessage or kind is BytesMessage:
+                session.deliver_message(event.data)  # type: ignore[union-attr]
             elif kind is PongReceived:
                 self._pong_received()
             elif kind is Closed:
@@ -217,23 +195,10 @@ class WebSocketProtocol(WriteFlow, asyncio.Protocol):
             self._close_transport()
 
     # -- SessionOwner ----------------------------------------------------------------------
-    def accept(self, subprotocol: str | None, headers: list[tuple[bytes, bytes]]) -> None:
+    def accept(self, head: bytes, deflate: PerMessageDeflate | None) -> None:
         if self.closed:
             raise ClientDisconnected("the client disconnected during the handshake")
-        extension, deflate = self._negotiate()
-        lines = [SWITCHING]
-        try:
-            for name, value in response_headers(self.handshake, subprotocol, extension):
-                lines.append(name + b": " + value + b"\r\n")
-            for name, value in headers:
-                check_name(name)
-                check_value(value)
-                lines.append(name + b": " + value + b"\r\n")
-        except (ValueError, InvalidResponse) as exc:
-            raise RuntimeError(f"invalid websocket.accept: {exc}") from None
-        lines.append(self.state.defaults.encoded())
-        lines.append(b"\r\n")
-        self.transport.write(b"".join(lines))
+        self.transport.write(head)
         self.conn = conn = WebSocketConnection(max_size=self.config.ws_max_size, deflate=deflate)
         if self.ping_interval:
             self.ping_timer = self.loop.call_later(self.ping_interval, self._send_keepalive_ping)
@@ -244,47 +209,20 @@ class WebSocketProtocol(WriteFlow, asyncio.Protocol):
         else:
             self._resume_if_ready()
 
-    def _negotiate(self) -> tuple[str | None, PerMessageDeflate | None]:
+    def _deflate_settings(self) -> DeflateSettings | None:
         config = self.config
-        if not config.ws_per_message_deflate or not self.handshake.extensions:
-            return None, None
-        settings = DeflateSettings(
+        if not config.ws_per_message_deflate:
+            return None
+        return DeflateSettings(
             server_max_window_bits=config.ws_deflate_window_bits,
             server_no_context_takeover=config.ws_deflate_no_context_takeover,
             compress_threshold=config.ws_deflate_threshold,
         )
-        result = negotiate(self.handshake.extensions, settings)
-        return (None, None) if result is None else result
 
-    def deny(self, status: int, headers: Any) -> None:
-        """A Denial Response starts; its head goes out with the first body message."""
-        self.deny_start = (status, headers)
-
-    def deny_body(self, body: bytes, more_body: bool) -> None:
-        head = self.deny_head
-        if head is None:
-            try:
-                status, headers = self.deny_start
-                head = encode_head(status, headers, self.state.defaults, head_request=False,
-                                   http11=True, keep_alive=False, body_length=None if more_body else len(body))
-            except InvalidResponse as exc:
-                raise RuntimeError(f"invalid websocket.http.response.start: {exc}") from None
-            self.deny_head = head
-            data = head.data
-        else:
-            data = b""
-        if head.framing is Framing.CHUNKED:
-            data += (encode_chunk(body) if body else b"") + (b"" if more_body else LAST_CHUNK)
-        elif head.framing is not Framing.NO_BODY:
-            data += body
+    def send_response(self, data: bytes, *, last: bool) -> None:
         self._write(data)
-        if not more_body:
+        if last:
             self._close_transport()
-
-    def abort_handshake(self, status: int, reason: str) -> None:
-        if self.deny_head is None:
-            self._write(error_response(status, reason))
-        self._close_transport()
 
     def send_data(self, data: str | bytes) -> Awaitable[None] | None:
         """Queue a message; an awaitable when it must wait (compression in a thread)."""
@@ -293,10 +231,7 @@ class WebSocketProtocol(WriteFlow, asyncio.Protocol):
         if self.compressing is not None or (len(data) >= OFFLOAD_COMPRESSION and conn.wants_compression(len(data))):
             return self._send_compressed_off_loop(conn, data)
         try:
-            if type(data) is str:
-                conn.send_text(data)
-            else:
-                conn.send_bytes(data)  # type: ignore[arg-type]
+            conn.send_message(data)
         except ConnectionClosedError:
             raise ClientDisconnected("the WebSocket connection is closed") from None
         if not self.closed:
@@ -312,16 +247,13 @@ class WebSocketProtocol(WriteFlow, asyncio.Protocol):
         try:
             if self.closed or conn.close_sent:
                 raise ClientDisconnected("the WebSocket connection is closed")
-            payload = data.encode("utf-8") if type(data) is str else data
-            opcode = Opcode.TEXT if type(data) is str else Opcode.BINARY
+            opcode, payload = conn.encode_message(data)
             deflate = conn.deflate
             if deflate is not None and len(payload) >= OFFLOAD_COMPRESSION:
-                compressed = await self.loop.run_in_executor(None, deflate.compress, payload)  # type: ignore[arg-type]
+                compressed = await self.loop.run_in_executor(None, deflate.compress, payload)
                 conn.send_compressed(opcode, compressed)
-            elif opcode is Opcode.TEXT:
-                conn.send_text(data)  # type: ignore[arg-type]
             else:
-                conn.send_bytes(payload)  # type: ignore[arg-type]
+                conn.send_message(data)
         except ConnectionClosedError:
             raise ClientDisconnected("the WebSocket connection is closed") from None
         finally:
