@@ -5,31 +5,17 @@ from __future__ import annotations
 from typing import Any, Final
 from urllib.parse import unquote_to_bytes
 
-import httptools
-
 from asgisock.http11.events import Request
+from asgisock.http11.target import split_target
 
-# Single bytes are looked for by value: ``b"?" in target`` first tries ``b"?"`` as an integer and
-# raises (and clears) a TypeError inside, several times the cost of the search itself.
-_SLASH: Final = ord("/")
-_HASH: Final = ord("#")
-_QUESTION: Final = ord("?")
+__all__ = ["ASGI_VERSIONS", "decode_path", "http_scope", "split_target", "websocket_scope"]
+
 _PERCENT: Final = ord("%")
+"""Looked for by value: ``b"%" in path`` first tries ``b"%"`` as an integer, which costs more."""
 
 ASGI_VERSIONS: Final = {"version": "3.0", "spec_version": "2.5"}
 """HTTP/WebSocket spec 2.5: ``reason`` in ``websocket.disconnect``, ``send()`` after close raises
 ``OSError``, Denial Response, ``state``; all honoured, so it is advertised."""
-
-
-def split_target(target: bytes) -> tuple[bytes, bytes]:
-    """``raw_path`` and ``query_string`` of an origin-form or absolute-form target (RFC 9112 §3.2)."""
-    if target[:1] != b"/" and target != b"*":
-        parsed = httptools.parse_url(target)
-        return parsed.path or b"/", parsed.query or b""
-    if b"#" in target:  # never sent by a conforming client; dropped as a browser would
-        target = target.partition(b"#")[0]
-    path, _, query = target.partition(b"?")
-    return path, query
 
 
 def decode_path(raw_path: bytes) -> str:
@@ -68,13 +54,8 @@ def http_scope(
 ) -> dict[str, Any]:
     # One unpacking instead of an attribute lookup per field: a named tuple's fields are slower
     # to read one by one than a slotted class's.
-    method, target, http_version, headers, _, _, _ = request
-    if target[0] == _SLASH and _HASH not in target:  # origin-form "/...": the common case, inlined
-        if _QUESTION in target:
-            raw_path, _, query = target.partition(b"?")
-        else:
-            raw_path, query = target, b""
-    else:
+    method, target, http_version, headers, _, _, _, raw_path, query = request
+    if raw_path is None:
         raw_path, query = split_target(target)
     path = _PATHS.get(raw_path) or _path(raw_path)
     if root_path:

@@ -18,6 +18,7 @@ import httptools
 
 from asgisock.http11.events import END_OF_MESSAGE, Event, Request, RequestError, new_request
 from asgisock.http11.headers import HOST_RE, has_token, list_members, parse_digits
+from asgisock.http11.target import split_target
 
 MAX_HEADER_COUNT: Final = 100
 """Requests with more header fields get 431 (as Apache's LimitRequestFields)."""
@@ -37,6 +38,7 @@ feed that ends in them may hide up to this many bytes from the limit."""
 
 
 _HASH: Final = ord("#")
+_QUESTION: Final = ord("?")
 """Single bytes are looked for by value: ``b"#" in data`` first tries ``b"#"`` as an integer and
 raises (and clears) a TypeError inside, several times the cost of the search itself."""
 
@@ -251,13 +253,19 @@ class HTTP11Connection:
         target = self._url
         if target[:1] != b"/" or _HASH in target:
             self._check_target(method, target)
+            path, query = split_target(target)
+        elif _QUESTION in target:
+            path, _, query = target.partition(b"?")
+        else:
+            path, query = target, b""
         watched = self._watched
         if len(watched) == 1 and watched[0][0] == b"host":  # most requests: no body, no options
             if watched[0][1] != self._valid_host or self._authority is not None:
                 self._check_host(version, watched[0][1], 1)
-            request = new_request(Request, (method, target, version, headers, version == "1.1", False, False))
+            request = new_request(Request, (method, target, version, headers, version == "1.1", False, False,
+                                            path, query))
         else:
-            request = self._check_fields(method, version, watched)
+            request = self._check_fields(method, version, watched, path, query)
             if request.upgrade and (self._chunked or self._body_length):
                 # A handshake is a GET without content (RFC 6455 §4.1); here the bytes after the
                 # head would be read as a body by some and as WebSocket frames by others.
@@ -314,7 +322,8 @@ class HTTP11Connection:
             self._reject(400, "Invalid authority in request target")
         self._authority = authority
 
-    def _check_fields(self, method: bytes, version: str, watched: list[tuple[bytes, bytes]]) -> Request:
+    def _check_fields(self, method: bytes, version: str, watched: list[tuple[bytes, bytes]], path: bytes,
+                      query: bytes) -> Request:
         """Check Host, framing, Expect and the connection options; the request they describe."""
         lines: dict[bytes, list[bytes]] = {}
         for name, value in watched:
@@ -342,7 +351,8 @@ class HTTP11Connection:
         # an ``Upgrade`` field alone is informational and served as plain HTTP.
         upgrade = (self._upgrade_websocket and protocols is not None and has_token(protocols, b"websocket")
                    and self._parser.should_upgrade())
-        return new_request(Request, (method, self._url, version, self._headers, keep_alive, expect_continue, upgrade))
+        return new_request(Request, (method, self._url, version, self._headers, keep_alive, expect_continue, upgrade,
+                                     path, query))
 
     def _check_host(self, version: str, host: bytes | None, count: int) -> None:
         """RFC 9112 §3.2: "A server MUST respond with a 400 (Bad Request) status code to any

@@ -27,6 +27,11 @@ class Request(NamedTuple):
     """``Expect: 100-continue`` on HTTP/1.1: answer 100 before reading the body."""
     upgrade: bool
     """A WebSocket opening handshake candidate (``Upgrade: websocket``)."""
+    path: bytes | None = None
+    """The target's path, percent-encoded as sent (ASGI ``raw_path``); None: split ``target``
+    with :func:`~asgisock.http11.target.split_target`."""
+    query: bytes = b""
+    """The target's query, without the ``?``, when ``path`` is set."""
 
     def __repr__(self) -> str:
         return f"<Request {self.method.decode()} {self.target!r} HTTP/{self.http_version}>"
