@@ -12,6 +12,7 @@ loop, so every rule is tested with plain bytes.
 
 from __future__ import annotations
 
+import enum
 from typing import Final, NoReturn
 
 import httptools
@@ -41,6 +42,80 @@ _HASH: Final = ord("#")
 _QUESTION: Final = ord("?")
 """Single bytes are looked for by value: ``b"#" in data`` first tries ``b"#"`` as an integer and
 raises (and clears) a TypeError inside, several times the cost of the search itself."""
+
+
+class ParserState(enum.Enum):
+    """Where in the request stream the parser is, as far as this module's rules care.
+
+    llhttp keeps the byte-level state; these are the positions that decide which limit applies
+    to an unfinished read and whether bytes are parsed at all.
+    """
+
+    # Identity hashes: the members key the transition table, and ``Enum.__hash__`` is a
+    # Python-level function that would cost more than the rest of a transition.
+    __hash__ = object.__hash__
+
+    IDLE = enum.auto()
+    """Outside a head and a chunked body: between requests, or in a Content-Length body (which
+    llhttp bounds by its length)."""
+    HEAD = enum.auto()
+    """Inside a request head: its bytes so far count against the head limit."""
+    CHUNKED = enum.auto()
+    """Inside a chunked body, between chunks."""
+    IN_CHUNK = enum.auto()
+    """Inside a chunk, or the last chunk's trailer section."""
+    SWITCHED = enum.auto()
+    """After a WebSocket upgrade request's head: the bytes belong to the new protocol."""
+    ERRORED = enum.auto()
+    """After a :class:`RequestError`: nothing more is parsed."""
+
+
+IDLE: Final = ParserState.IDLE
+HEAD: Final = ParserState.HEAD
+CHUNKED: Final = ParserState.CHUNKED
+IN_CHUNK: Final = ParserState.IN_CHUNK
+SWITCHED: Final = ParserState.SWITCHED
+ERRORED: Final = ParserState.ERRORED
+"""Module-level names for the members: on Python 3.11 ``ParserState.X`` is a descriptor lookup."""
+
+
+class ParserEvent(enum.Enum):
+    """What moves the parser from one :class:`ParserState` to another (llhttp's callbacks)."""
+
+    MESSAGE_BEGIN = enum.auto()
+    HEAD_COMPLETE = enum.auto()
+    """The head of a request without a body, or with a Content-Length body."""
+    CHUNKED_HEAD_COMPLETE = enum.auto()
+    CHUNK_BEGIN = enum.auto()
+    CHUNK_COMPLETE = enum.auto()
+    MESSAGE_COMPLETE = enum.auto()
+    SWITCH = enum.auto()
+    """A WebSocket upgrade request's head was read (llhttp has ended its message)."""
+    FAIL = enum.auto()
+
+
+PARSER_TRANSITIONS: Final[dict[ParserEvent, dict[ParserState, ParserState]]] = {
+    ParserEvent.MESSAGE_BEGIN: {IDLE: HEAD},
+    ParserEvent.HEAD_COMPLETE: {HEAD: IDLE},
+    ParserEvent.CHUNKED_HEAD_COMPLETE: {HEAD: CHUNKED, IDLE: CHUNKED},
+    ParserEvent.CHUNK_BEGIN: {CHUNKED: IN_CHUNK},
+    ParserEvent.CHUNK_COMPLETE: {IN_CHUNK: CHUNKED},
+    ParserEvent.MESSAGE_COMPLETE: {IDLE: IDLE, CHUNKED: IDLE, IN_CHUNK: IDLE},
+    ParserEvent.SWITCH: {IDLE: SWITCHED},
+    ParserEvent.FAIL: {IDLE: ERRORED, HEAD: ERRORED, CHUNKED: ERRORED, IN_CHUNK: ERRORED},
+}
+"""The allowed transitions, as data: ``PARSER_TRANSITIONS[event][state]`` is the next state; a
+missing entry is a refused transition (KeyError). ``CHUNKED_HEAD_COMPLETE`` from ``IDLE`` is the
+body of a request whose upgrade was not taken, which llhttp reports as ended after its head."""
+
+_ON_MESSAGE_BEGIN: Final = PARSER_TRANSITIONS[ParserEvent.MESSAGE_BEGIN]
+_ON_HEAD_COMPLETE: Final = PARSER_TRANSITIONS[ParserEvent.HEAD_COMPLETE]
+_ON_CHUNKED_HEAD_COMPLETE: Final = PARSER_TRANSITIONS[ParserEvent.CHUNKED_HEAD_COMPLETE]
+_ON_CHUNK_BEGIN: Final = PARSER_TRANSITIONS[ParserEvent.CHUNK_BEGIN]
+_ON_CHUNK_COMPLETE: Final = PARSER_TRANSITIONS[ParserEvent.CHUNK_COMPLETE]
+_ON_MESSAGE_COMPLETE: Final = PARSER_TRANSITIONS[ParserEvent.MESSAGE_COMPLETE]
+_ON_SWITCH: Final = PARSER_TRANSITIONS[ParserEvent.SWITCH]
+_ON_FAIL: Final = PARSER_TRANSITIONS[ParserEvent.FAIL]
 
 
 class _Reject(Exception):
@@ -77,7 +152,6 @@ class HTTP11Connection:
         "_accounted",
         "_authority",
         "_body_length",
-        "_chunk_open",
         "_chunked",
         "_ends_cr",
         "_events",
@@ -86,18 +160,15 @@ class HTTP11Connection:
         "_head_bytes",
         "_head_size",
         "_headers",
-        "_in_chunked_body",
-        "_in_head",
         "_max_header_size",
         "_parser",
         "_progress",
         "_rejected",
-        "_switched",
+        "_state",
         "_upgrade_websocket",
         "_url",
         "_valid_host",
         "_watched",
-        "errored",
         "upgrade_data",
     )
 
@@ -111,35 +182,42 @@ class HTTP11Connection:
         self._head_bytes = 0
         self._head_size = 0
         self._fields_size = 0
-        self._in_head = False
+        self._state = IDLE
         self._authority: bytes | None = None
         self._valid_host: bytes | None = None
         self._chunked = False
         self._body_length = 0
-        self._in_chunked_body = False
-        self._chunk_open = False
         self._progress = False
+        """Chunk headers or body data were read since the last feed: data, not a state."""
         self._framing_run = 0
         self._rejected: RequestError | None = None
         self._upgrade_websocket = websocket
-        self._switched = False
         self._accounted = 0
         self._ends_cr = False
-        self.errored = False
         self.upgrade_data: bytes | None = None
         """Bytes after a WebSocket upgrade request's head: they belong to the new protocol."""
 
+    @property
+    def state(self) -> ParserState:
+        return self._state
+
+    @property
+    def errored(self) -> bool:
+        """A :class:`RequestError` was reported: the connection is unusable."""
+        return self._state is ERRORED
+
     # -- feeding -------------------------------------------------------------------------
     def receive_data(self, data: bytes | memoryview) -> None:
-        if self._switched:
+        state = self._state
+        if state is SWITCHED:
             self.upgrade_data = (self.upgrade_data or b"") + data
             return
-        if self.errored:
+        if state is ERRORED:
             return
         if len(data) > _SLICE:
             self._receive_slices(data)
             return
-        continued = self._in_head
+        continued = state is HEAD
         self._accounted = 0
         try:
             self._parser.feed_data(data)
@@ -154,7 +232,8 @@ class HTTP11Connection:
         except httptools.HttpParserError as exc:
             self._fail(self._first_error(self._classify(str(exc))))
         else:
-            if self._in_head:
+            state = self._state
+            if state is HEAD:
                 # An unfinished head stays in llhttp's buffers: bound it by the bytes it has taken
                 # so far (this chunk, less what earlier messages in it used).
                 self._head_bytes += len(data) if continued else len(data) - self._accounted
@@ -162,7 +241,7 @@ class HTTP11Connection:
                     self._fail(_NO_VERSION)
                 elif self._head_bytes > self._max_header_size:
                     self._fail(self._too_large(self._head_bytes))
-            elif self._in_chunked_body:
+            elif state is CHUNKED or state is IN_CHUNK:
                 self._bound_chunk_framing(len(data))
 
     def _first_error(self, error: RequestError) -> RequestError:
@@ -201,7 +280,7 @@ class HTTP11Connection:
         self._head_bytes = 0
         self._fields_size = 0
         self._ends_cr = False
-        self._in_head = True
+        self._state = _ON_MESSAGE_BEGIN[self._state]
         self._authority = None
         self._chunked = False
         self._body_length = 0
@@ -212,7 +291,7 @@ class HTTP11Connection:
             self._reject(414, "URI too long")
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        if not self._in_head:
+        if self._state is not HEAD:
             return  # trailer fields (RFC 9112 §7.1.2): read and dropped, never merged into headers
         name = name.lower()
         # RFC 9112 §5.1: the field value does not include leading or trailing whitespace (llhttp
@@ -229,7 +308,6 @@ class HTTP11Connection:
             self._watched.append(field)
 
     def on_headers_complete(self) -> None:
-        self._in_head = False
         parser = self._parser
         method = parser.get_method()
         # The head as sent, less optional whitespace: "METHOD target HTTP/1.1", the fields with
@@ -270,7 +348,8 @@ class HTTP11Connection:
                 # A handshake is a GET without content (RFC 6455 §4.1); here the bytes after the
                 # head would be read as a body by some and as WebSocket frames by others.
                 self._reject(400, "WebSocket handshake with a body")
-        self._in_chunked_body = self._progress = self._chunked
+        self._progress = chunked = self._chunked
+        self._state = (_ON_CHUNKED_HEAD_COMPLETE if chunked else _ON_HEAD_COMPLETE)[self._state]
         self._events.append(request)
 
     def on_body(self, body: bytes) -> None:
@@ -281,14 +360,13 @@ class HTTP11Connection:
     def on_chunk_header(self) -> None:
         self._accounted += 5  # the shortest chunk framing: "1\r\n" + "\r\n"
         self._progress = True
-        self._chunk_open = True
+        self._state = _ON_CHUNK_BEGIN[self._state]
 
     def on_chunk_complete(self) -> None:
-        self._chunk_open = False
+        self._state = _ON_CHUNK_COMPLETE[self._state]
 
     def on_message_complete(self) -> None:
-        self._in_chunked_body = False
-        self._chunk_open = False
+        self._state = _ON_MESSAGE_COMPLETE[self._state]
         self._framing_run = 0
         self._events.append(END_OF_MESSAGE)
 
@@ -432,14 +510,15 @@ class HTTP11Connection:
         body; only a WebSocket handshake really switches protocols. ``rest`` follows the head."""
         request = next((e for e in reversed(self._events) if isinstance(e, Request)), None)
         if request is not None and request.upgrade:
-            self._switched = True
+            self._state = _ON_SWITCH[self._state]
             self.upgrade_data = rest
             return
         # Any other upgrade (h2c ...) is ignored (RFC 9110 §7.8): the request is plain HTTP/1.1,
         # body included. A fresh parser reads that body, then whatever follows it.
         last = self._events.pop()
         assert last is END_OF_MESSAGE, last  # llhttp ended the message where the body begins
-        self._in_chunked_body = self._chunked
+        if self._chunked:
+            self._state = _ON_CHUNKED_HEAD_COMPLETE[self._state]
         self._parser = _new_parser(_BodyAfterUpgrade(self))
         self._parser.feed_data(self._body_head(request))
         if rest:
@@ -462,7 +541,7 @@ class HTTP11Connection:
             return
         self._framing_run += size
         if self._framing_run > self._max_header_size:
-            if self._chunk_open:
+            if self._state is IN_CHUNK:
                 self._fail(RequestError(431, "Trailer fields too large"))
             else:
                 self._fail(RequestError(400, "Chunk extension too long"))
@@ -479,7 +558,7 @@ class HTTP11Connection:
         raise _Reject
 
     def _fail(self, error: RequestError) -> None:
-        self.errored = True
+        self._state = _ON_FAIL[self._state]
         self._events.append(error)
 
     def _classify(self, message: str) -> RequestError:

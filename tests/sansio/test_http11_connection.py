@@ -373,3 +373,29 @@ def test_request_error_value_semantics() -> None:
     assert RequestError(400, "a") != (400, "a")
     assert len({RequestError(400, "a"), RequestError(400, "a")}) == 1
     assert repr(RequestError(431, "x")) == "<RequestError 431 'x'>"
+
+
+def test_parser_states_follow_the_table() -> None:
+    from asgisock.http11.connection import PARSER_TRANSITIONS, ParserEvent, ParserState
+
+    conn = HTTP11Connection()
+    states = [conn.state]
+    for data in (b"POST / HTTP/1.1\r\nHost: x\r\n", b"Transfer-Encoding: chunked\r\n\r\n", b"5\r\nab",
+                 b"cde\r\n", b"0\r\n\r\n", b"\x00"):
+        conn.receive_data(data)
+        states.append(conn.state)
+    assert states == [ParserState.IDLE, ParserState.HEAD, ParserState.CHUNKED, ParserState.IN_CHUNK,
+                      ParserState.CHUNKED, ParserState.IDLE, ParserState.ERRORED]
+    assert conn.errored
+    # Every state but the two final ones can fail; nothing leaves a final one.
+    final = {ParserState.SWITCHED, ParserState.ERRORED}
+    assert set(PARSER_TRANSITIONS[ParserEvent.FAIL]) == set(ParserState) - final
+    assert all(not final & set(moves) for moves in PARSER_TRANSITIONS.values())
+
+
+def test_a_websocket_upgrade_switches_the_parser() -> None:
+    from asgisock.http11.connection import ParserState
+
+    conn = HTTP11Connection()
+    conn.receive_data(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\nrest")
+    assert conn.state is ParserState.SWITCHED and conn.upgrade_data == b"rest"
