@@ -25,3 +25,12 @@ class ClientDisconnected(OSError):
 
 class LifespanFailure(Exception):
     """The app reported ``lifespan.startup.failed``; the server exits with code 3."""
+
+
+class InvalidResponse(Exception):
+    """The app asked for a response that cannot be put on the wire (a bad status or header)."""
+
+
+class BrokenFraming(Exception):
+    """The app's body does not match the framing its head announced (a Content-Length): the
+    response cannot be completed, and the connection cannot carry another."""

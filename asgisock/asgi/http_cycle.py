@@ -1,8 +1,10 @@
 """One HTTP request/response cycle as the app sees it: ``receive()``, ``send()`` and their rules.
 
 The rules of the ASGI HTTP spec (message order, field types, ``http.disconnect``, an ``OSError``
-from ``send()`` after the client left) live here and nowhere else. The transport below feeds
-the request body in and takes encoded bytes out through :class:`CycleOwner`.
+from ``send()`` after the client left) live here and nowhere else. How the response is framed
+and whether the connection is reused belong to the wire protocol, reached through
+:class:`ResponseWire`; the transport feeds the request body in and writes the bytes out through
+:class:`CycleOwner`. Nothing here is specific to HTTP/1.1.
 """
 
 from __future__ import annotations
@@ -11,23 +13,9 @@ import asyncio
 import enum
 import time
 from collections.abc import Awaitable
-from typing import Any, Final, Protocol, cast
+from typing import Any, Final, NoReturn, Protocol, cast
 
-from asgisock.exceptions import ClientDisconnected
-from asgisock.http11.events import Request
-from asgisock.http11.writer import (
-    CHUNKED,
-    CONTENT_LENGTH,
-    CONTINUE_RESPONSE,
-    LAST_CHUNK,
-    NO_BODY,
-    DefaultHeaders,
-    InvalidResponse,
-    ResponseHead,
-    encode_chunk,
-    encode_head,
-    error_response,
-)
+from asgisock.exceptions import BrokenFraming, ClientDisconnected, InvalidResponse
 from asgisock.logging import access_logger, error_logger, log_access
 from asgisock.types import ASGIApp, Message
 
@@ -37,10 +25,33 @@ BODY_BUFFER_HIGH: Final = 256 * 1024
 _DISCONNECT: Final = {"type": "http.disconnect"}
 
 
+class ResponseWire(Protocol):
+    """How a response reaches the wire: HTTP/1.1's ``ResponseWriter``, or an HTTP/2 stream.
+
+    Each method returns the bytes to write. The wire decides the framing and whether the
+    connection carries another response (``keep_alive``, read once the response is complete);
+    the cycle only keeps the ASGI order.
+    """
+
+    keep_alive: bool
+    sent: int
+    """Body bytes sent so far, for the access log."""
+
+    def start(self, status: int, headers: Any, body: bytes, more: bool) -> bytes:
+        """The head with the first body message; InvalidResponse or BrokenFraming when refused."""
+    def body(self, body: bytes, more: bool) -> bytes:
+        """A later body message; BrokenFraming when it overruns the announced length."""
+    def continue_(self) -> bytes:
+        """The app waits for the request body: the interim answer the client may wait for."""
+    def request_complete(self) -> None: ...
+    def close_after_response(self) -> None: ...
+    def fail(self) -> bytes:
+        """The response will not complete: an error response if nothing was sent, else nothing."""
+
+
 class CycleOwner(Protocol):
     """What the cycle needs from the connection that carries it."""
 
-    defaults: DefaultHeaders
     write_paused: bool
 
     def write(self, data: bytes) -> None: ...
@@ -51,11 +62,32 @@ class CycleOwner(Protocol):
 
 
 class ResponseState(enum.Enum):
+    """The ASGI order of the response messages; see :data:`RESPONSE_TRANSITIONS`."""
+
+    # Identity hashes: the members key the transition tables, and ``Enum.__hash__`` is a
+    # Python-level function that would cost more than the rest of a transition.
+    __hash__ = object.__hash__
+
     NOT_STARTED = enum.auto()
     STARTED = enum.auto()
     """``http.response.start`` received; its head waits for the first body message."""
     STREAMING = enum.auto()
     COMPLETE = enum.auto()
+
+
+class RequestState(enum.Enum):
+    """The request body on its way to the app; see :data:`REQUEST_TRANSITIONS`."""
+
+    __hash__ = object.__hash__
+
+    RECEIVING = enum.auto()
+    """More of the body is to come from the client."""
+    RECEIVED = enum.auto()
+    """All of the body is read; some of it may not have reached the app yet."""
+    DELIVERED = enum.auto()
+    """The app has had the whole body (``more_body`` False)."""
+    DISCONNECTED = enum.auto()
+    """The client left, or its body was malformed: ``receive()`` says ``http.disconnect``."""
 
 
 # Module-level names for the members: on Python 3.11 ``ResponseState.X`` is a descriptor lookup,
@@ -64,6 +96,35 @@ NOT_STARTED: Final = ResponseState.NOT_STARTED
 STARTED: Final = ResponseState.STARTED
 STREAMING: Final = ResponseState.STREAMING
 COMPLETE: Final = ResponseState.COMPLETE
+RECEIVING: Final = RequestState.RECEIVING
+RECEIVED: Final = RequestState.RECEIVED
+DELIVERED: Final = RequestState.DELIVERED
+DISCONNECTED: Final = RequestState.DISCONNECTED
+
+RESPONSE_TRANSITIONS: Final[dict[str, dict[ResponseState, ResponseState]]] = {
+    "http.response.start": {NOT_STARTED: STARTED},
+    "http.response.body": {STARTED: STREAMING, STREAMING: STREAMING},
+    "http.response.body (final)": {STARTED: COMPLETE, STREAMING: COMPLETE},
+    "end": {NOT_STARTED: COMPLETE, STARTED: COMPLETE, STREAMING: COMPLETE},
+}
+"""The allowed transitions, as data: a message (a body with ``more_body`` False is the final
+one) or the end of the cycle (the app failed, the framing broke) maps a state to the next; a
+message refused in a state is an ASGI order error."""
+
+REQUEST_TRANSITIONS: Final[dict[str, dict[RequestState, RequestState]]] = {
+    "body read": {RECEIVING: RECEIVED, DISCONNECTED: DISCONNECTED},
+    "body delivered": {RECEIVED: DELIVERED},
+    "disconnect": {RECEIVING: DISCONNECTED, RECEIVED: DISCONNECTED, DELIVERED: DISCONNECTED,
+                   DISCONNECTED: DISCONNECTED},
+}
+
+_ON_START: Final = RESPONSE_TRANSITIONS["http.response.start"]
+_ON_BODY: Final = RESPONSE_TRANSITIONS["http.response.body"]
+_ON_FINAL_BODY: Final = RESPONSE_TRANSITIONS["http.response.body (final)"]
+_ON_END: Final = RESPONSE_TRANSITIONS["end"]
+_ON_BODY_READ: Final = REQUEST_TRANSITIONS["body read"]
+_ON_BODY_DELIVERED: Final = REQUEST_TRANSITIONS["body delivered"]
+_ON_DISCONNECT: Final = REQUEST_TRANSITIONS["disconnect"]
 
 
 class HTTPCycle:
@@ -73,15 +134,8 @@ class HTTPCycle:
         "access_format",
         "body",
         "body_size",
-        "bytes_sent",
-        "continue_pending",
-        "disconnected",
-        "head",
-        "keep_alive",
-        "more_body",
         "owner",
-        "request",
-        "request_delivered",
+        "request_state",
         "response_headers",
         "scope",
         "start_time",
@@ -89,51 +143,67 @@ class HTTPCycle:
         "status",
         "task",
         "waiter",
+        "wire",
     )
 
-    def __init__(self, owner: CycleOwner, request: Request, scope: dict[str, Any], access_format: str | None) -> None:
+    def __init__(self, owner: CycleOwner, wire: ResponseWire, scope: dict[str, Any], access_format: str | None,
+                 body_complete: bool) -> None:
         self.owner = owner
-        self.request = request
+        self.wire = wire
         self.scope = scope
         self.access_format = access_format
         """The access log format, or None when access logging is off."""
         self.state = NOT_STARTED
+        self.request_state = RECEIVED if body_complete else RECEIVING
         self.body: list[bytes] = []
         self.body_size = 0
-        self.more_body = True
-        self.request_delivered = False
-        self.disconnected = False
         self.waiter: asyncio.Future[None] | None = None
-        self.continue_pending = request.expect_continue
-        self.keep_alive = request.keep_alive
         self.status = 0
         self.response_headers: Any = ()
-        self.head: ResponseHead | None = None
-        self.bytes_sent = 0
         self.start_time = time.monotonic() if access_format is not None else 0.0
         self.task: asyncio.Task[None] | None = None
         """The task running the app; it leaves the server's task set when the app returns."""
 
-    # -- fed by the transport --------------------------------------------------------------
+    # -- told by the transport -------------------------------------------------------------
     def feed_body(self, data: bytes) -> bool:
         """Buffer a body chunk; True when the buffer is full and reading should pause."""
+        if self.state is COMPLETE:
+            return False  # the app answered without reading the body: what is left is dropped
         self.body.append(data)
         self.body_size += len(data)
         self._wake()
         return self.body_size > BODY_BUFFER_HIGH
 
-    def end_body(self) -> None:
-        self.more_body = False
+    def request_complete(self) -> None:
+        """The whole request body is read."""
+        self.request_state = _ON_BODY_READ[self.request_state]
+        if self.state is not COMPLETE:
+            self.wire.request_complete()
         if self.waiter is not None:
             self._wake()
 
     def disconnect(self) -> None:
-        self.disconnected = True
+        self.request_state = _ON_DISCONNECT[self.request_state]
         self._wake()
+
+    def close_after_response(self) -> None:
+        """The server is closing: the connection carries no other response."""
+        if self.state is not COMPLETE:
+            self.wire.close_after_response()
 
     @property
     def body_pending(self) -> bool:
         return self.body_size > BODY_BUFFER_HIGH
+
+    @property
+    def response_started(self) -> bool:
+        """The app sent ``http.response.start`` (its head may not be on the wire yet)."""
+        return self.state is not NOT_STARTED
+
+    @property
+    def response_on_wire(self) -> bool:
+        """Some of the response was written: no other answer can be given to this request."""
+        return self.state is STREAMING or self.state is COMPLETE
 
     def _wake(self) -> None:
         waiter = self.waiter
@@ -145,12 +215,15 @@ class HTTPCycle:
     # -- receive() -----------------------------------------------------------------------
     async def receive(self) -> Message:
         while True:
-            if self.disconnected or self.state is COMPLETE:
+            request_state = self.request_state
+            if request_state is DISCONNECTED or self.state is COMPLETE:
                 return _DISCONNECT.copy()
-            if not self.request_delivered and (self.body or not self.more_body):
+            if request_state is RECEIVED or (request_state is RECEIVING and self.body):
                 return self._request_message()
-            if self.continue_pending:
-                self._send_continue()
+            if request_state is RECEIVING:
+                data = self.wire.continue_()
+                if data:
+                    self.owner.write(data)
             if self.waiter is None:
                 self.waiter = asyncio.get_running_loop().create_future()
             await asyncio.shield(self.waiter)
@@ -162,20 +235,14 @@ class HTTPCycle:
         self.body_size = 0
         if was_full:
             self.owner.body_consumed()
-        more = self.more_body
+        more = self.request_state is RECEIVING
         if not more:
-            self.request_delivered = True
+            self.request_state = _ON_BODY_DELIVERED[self.request_state]
         return {"type": "http.request", "body": body, "more_body": more}
-
-    def _send_continue(self) -> None:
-        """RFC 9110 §10.1.1: answer 100 only once the app wants the body, never after a response."""
-        self.continue_pending = False
-        if self.state is NOT_STARTED and self.more_body:
-            self.owner.write(CONTINUE_RESPONSE)
 
     # -- send() --------------------------------------------------------------------------
     async def send(self, message: Message) -> None:
-        if self.disconnected:
+        if self.request_state is DISCONNECTED:
             raise ClientDisconnected("the client disconnected")
         try:
             kind = message["type"]
@@ -183,100 +250,53 @@ class HTTPCycle:
             raise RuntimeError(f"ASGI message without a 'type': {message!r}") from None
         state = self.state
         if kind == "http.response.body":
+            more = message.get("more_body", False)
+            try:
+                new = (_ON_BODY if more else _ON_FINAL_BODY)[state]
+            except KeyError:
+                raise RuntimeError(_order_error(kind, state)) from None
+            body = message.get("body", b"")
+            if type(body) is not bytes:
+                body = _body_of(message)
             if state is STARTED:
-                self._first_body(message)
-            elif state is STREAMING:
-                self._more_body(message)
+                data = self._head(body, more)
             else:
-                raise RuntimeError(_order_error(kind, state))
+                try:
+                    data = self.wire.body(body, more)
+                except BrokenFraming as exc:
+                    self._framing_broken(exc)
+            self.state = new
+            if data:
+                self.owner.write(data)
+            if not more:
+                self._complete()
         elif kind == "http.response.start" and state is NOT_STARTED:
             status = message.get("status")
             if type(status) is not int or not 100 <= status <= 599:
                 raise RuntimeError(f"invalid status in http.response.start: {status!r}")
             self.status = status
             self.response_headers = message.get("headers", ())
-            self.state = STARTED
+            self.state = _ON_START[state]
             return  # the head waits for the first body message (ASGI allows it)
         else:
             raise RuntimeError(_order_error(kind, state))
         if self.owner.write_paused:
             await self.owner.drain()
 
-    def _first_body(self, message: Message) -> None:
-        body = message.get("body", b"")
-        if type(body) is not bytes:
-            body = _body_of(message)
-        more = message.get("more_body", False)
-        request = self.request
+    def _head(self, body: bytes, more: bool) -> bytes:
         try:
-            head = encode_head(
-                self.status, self.response_headers, self.owner.defaults,
-                head_request=request.method == b"HEAD",
-                http11=request.http_version == "1.1",
-                keep_alive=self.keep_alive,
-                body_length=None if more else len(body),
-            )
+            return self.wire.start(self.status, self.response_headers, body, more)
         except InvalidResponse as exc:
             raise RuntimeError(f"invalid http.response.start: {exc}") from None
-        if self.continue_pending:
-            self.continue_pending = False
-            if self.more_body:
-                # The client still waits for 100 before sending its body: the connection cannot be reused.
-                head = _without_keep_alive(self, head)
-        self.head = head
-        self.keep_alive = head.keep_alive
-        self.state = STREAMING
-        framing = head.framing
-        if framing is CONTENT_LENGTH:
-            if more or head.content_length != len(body):  # else the length is the body's own
-                self._check_length(head, len(body), more)
-            data = head.data + body
-        elif framing is CHUNKED:
-            data = head.data + encode_chunk(body) if body else head.data
-            if not more:
-                data += LAST_CHUNK
-        elif framing is NO_BODY:
-            data = head.data
-        else:
-            data = head.data + body
-        self.bytes_sent = len(body)
-        self.owner.write(data)
-        if not more:
-            self._complete()
+        except BrokenFraming as exc:
+            self._framing_broken(exc)
 
-    def _more_body(self, message: Message) -> None:
-        body = message.get("body", b"")
-        if type(body) is not bytes:
-            body = _body_of(message)
-        more = message.get("more_body", False)
-        head = self.head
-        assert head is not None
-        framing = head.framing
-        self.bytes_sent += len(body)
-        if framing is CHUNKED:
-            if body:
-                self.owner.write(encode_chunk(body) + LAST_CHUNK if not more else encode_chunk(body))
-            elif not more:
-                self.owner.write(LAST_CHUNK)
-        elif framing is not NO_BODY:
-            self._check_length(head, self.bytes_sent, more)
-            if body:
-                self.owner.write(body)
-        if not more:
-            self._complete()
-
-    def _check_length(self, head: ResponseHead, sent: int, more: bool) -> None:
-        expected = head.content_length
-        if expected is None:
-            return
-        if sent > expected or (not more and sent < expected):
-            self.keep_alive = False  # the framing is broken: the connection cannot carry another response
-            self.state = COMPLETE
-            self.owner.response_complete(False)
-            raise RuntimeError(f"response body is {sent} bytes, content-length says {expected}")
+    def _framing_broken(self, exc: BrokenFraming) -> NoReturn:
+        self.state = _ON_END[self.state]
+        self.owner.response_complete(self.wire.keep_alive)
+        raise RuntimeError(str(exc)) from None
 
     def _complete(self) -> None:
-        self.state = COMPLETE
         if self.body_size:
             # The app answered without reading all of the body; receive() now only reports
             # http.disconnect, so drop what is buffered: a full buffer would keep reading paused
@@ -285,10 +305,10 @@ class HTTPCycle:
             self.body_size = 0
         if self.access_format is not None and access_logger.isEnabledFor(20):
             log_access(self.access_format, self.scope, self.status, list(self.response_headers),
-                       self.bytes_sent, time.monotonic() - self.start_time)
+                       self.wire.sent, time.monotonic() - self.start_time)
         if self.waiter is not None:
             self._wake()
-        self.owner.response_complete(self.keep_alive)
+        self.owner.response_complete(self.wire.keep_alive)
 
     # -- running the app -----------------------------------------------------------------
     async def run(self, app: ASGIApp) -> None:
@@ -302,7 +322,7 @@ class HTTPCycle:
             self._fail(log=False)  # shutdown timed out: nothing more to say
             raise
         except Exception as exc:
-            if self.disconnected or _caused_by_disconnect(exc):
+            if self.request_state is DISCONNECTED or _caused_by_disconnect(exc):
                 # A framework's own "client disconnected" error, raised from ours.
                 error_logger.debug("Client disconnected: %r", exc)
                 self._fail(log=False)
@@ -325,21 +345,21 @@ class HTTPCycle:
         state = self.state
         if state is COMPLETE:
             return
-        self.state = COMPLETE
+        self.state = _ON_END[state]
         self._wake()
-        if self.disconnected:
-            self.owner.response_complete(False)
+        data = self.wire.fail()
+        if self.request_state is DISCONNECTED:
+            self.owner.response_complete(self.wire.keep_alive)
             return
         if state is STREAMING:
             if log:
                 error_logger.error("ASGI callable returned without completing the response")
-            self.owner.response_complete(False)
-            return
-        if log:
-            error_logger.error("ASGI callable returned without sending a response")
-        self.status = 500
-        self.owner.write(error_response(500, "Internal Server Error"))
-        self.owner.response_complete(False)
+        else:
+            if log:
+                error_logger.error("ASGI callable returned without sending a response")
+            self.status = 500
+            self.owner.write(data)
+        self.owner.response_complete(self.wire.keep_alive)
 
 
 def _caused_by_disconnect(exc: BaseException) -> bool:
@@ -367,13 +387,3 @@ def _order_error(kind: Any, state: ResponseState) -> str:
         return f"ASGI message {kind!r} sent after the response was complete"
     expected = "http.response.start" if state is NOT_STARTED else "http.response.body"
     return f"unexpected ASGI message {kind!r}; expected {expected!r}"
-
-
-def _without_keep_alive(cycle: HTTPCycle, head: ResponseHead) -> ResponseHead:
-    if not head.keep_alive:
-        return head
-    return encode_head(
-        cycle.status, cycle.response_headers, cycle.owner.defaults,
-        head_request=cycle.request.method == b"HEAD", http11=cycle.request.http_version == "1.1",
-        keep_alive=False, body_length=head.content_length if head.framing is CONTENT_LENGTH else None,
-    )

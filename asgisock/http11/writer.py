@@ -12,11 +12,15 @@ from email.utils import formatdate
 from http import HTTPStatus
 from typing import Any, Final, NamedTuple
 
+from asgisock.exceptions import BrokenFraming, InvalidResponse
+from asgisock.http11.events import Request
 from asgisock.http11.headers import FORBIDDEN_VALUE_RE, TOKEN_RE, has_token
 
-
-class InvalidResponse(Exception):
-    """The app asked for a response that cannot be put on the wire."""
+__all__ = [
+    "CHUNKED", "CLOSE_DELIMITED", "CONTENT_LENGTH", "CONTINUE_RESPONSE", "LAST_CHUNK", "NO_BODY",
+    "WRITER_TRANSITIONS", "BrokenFraming", "DefaultHeaders", "Framing", "InvalidResponse", "ResponseHead",
+    "ResponseWriter", "WriterEvent", "WriterState", "encode_chunk", "encode_head", "error_response",
+]
 
 
 class Framing(enum.Enum):
@@ -247,3 +251,203 @@ def error_response(status: int, reason: str, *, keep_alive: bool = False,
     lines.append(b"\r\n" if keep_alive else b"connection: close\r\n\r\n")
     lines.append(body)
     return b"".join(lines)
+
+
+class WriterState(enum.Enum):
+    """Where one response is on the wire; see :data:`WRITER_TRANSITIONS`."""
+
+    # Identity hashes: the members key the transition table, and ``Enum.__hash__`` is a
+    # Python-level function that would cost more than the rest of a transition.
+    __hash__ = object.__hash__
+
+    EXPECT_CONTINUE = enum.auto()
+    """Nothing sent, and the client waits for ``100 Continue`` before it sends its body."""
+    IDLE = enum.auto()
+    """Nothing of the response sent yet (a ``100 Continue`` may have been)."""
+    BODY = enum.auto()
+    """The head is sent and more body follows."""
+    DONE = enum.auto()
+    """The response is complete; the connection carries another if :attr:`ResponseWriter.keep_alive`."""
+    FAILED = enum.auto()
+    """The response ended incomplete (the app failed, or its body broke the framing): close."""
+
+
+class WriterEvent(enum.Enum):
+    """What the ASGI layer asks of a response writer, and what the request side tells it."""
+
+    CONTINUE = enum.auto()
+    """The app waits for the request body."""
+    REQUEST_COMPLETE = enum.auto()
+    """The whole request body has been read."""
+    START = enum.auto()
+    """The head and the first part of the body."""
+    START_FINAL = enum.auto()
+    """The head and the whole body."""
+    BODY = enum.auto()
+    BODY_FINAL = enum.auto()
+    FAIL = enum.auto()
+    """The app ended without completing its response, or its body broke the framing."""
+
+
+EXPECT_CONTINUE: Final = WriterState.EXPECT_CONTINUE
+IDLE: Final = WriterState.IDLE
+BODY: Final = WriterState.BODY
+DONE: Final = WriterState.DONE
+FAILED: Final = WriterState.FAILED
+
+WRITER_TRANSITIONS: Final[dict[WriterEvent, dict[WriterState, WriterState]]] = {
+    WriterEvent.CONTINUE: {EXPECT_CONTINUE: IDLE, IDLE: IDLE, BODY: BODY},
+    WriterEvent.REQUEST_COMPLETE: {EXPECT_CONTINUE: IDLE, IDLE: IDLE, BODY: BODY},
+    WriterEvent.START: {EXPECT_CONTINUE: BODY, IDLE: BODY},
+    WriterEvent.START_FINAL: {EXPECT_CONTINUE: DONE, IDLE: DONE},
+    WriterEvent.BODY: {BODY: BODY},
+    WriterEvent.BODY_FINAL: {BODY: DONE},
+    WriterEvent.FAIL: {EXPECT_CONTINUE: FAILED, IDLE: FAILED, BODY: FAILED},
+}
+"""The allowed transitions, as data: ``WRITER_TRANSITIONS[event][state]`` is the next state, and
+a missing entry is refused. ``DONE`` and ``FAILED`` are final: :meth:`ResponseWriter.begin`
+starts the next response."""
+
+_ON_CONTINUE: Final = WRITER_TRANSITIONS[WriterEvent.CONTINUE]
+_ON_REQUEST_COMPLETE: Final = WRITER_TRANSITIONS[WriterEvent.REQUEST_COMPLETE]
+_ON_START: Final = WRITER_TRANSITIONS[WriterEvent.START]
+_ON_START_FINAL: Final = WRITER_TRANSITIONS[WriterEvent.START_FINAL]
+_ON_BODY: Final = WRITER_TRANSITIONS[WriterEvent.BODY]
+_ON_BODY_FINAL: Final = WRITER_TRANSITIONS[WriterEvent.BODY_FINAL]
+_ON_FAIL: Final = WRITER_TRANSITIONS[WriterEvent.FAIL]
+
+
+class WriterStateError(RuntimeError):
+    """A refused transition: the caller broke the order of a response."""
+
+    def __init__(self, event: WriterEvent, state: WriterState) -> None:
+        super().__init__(f"{event.name} refused in state {state.name}")
+        self.event = event
+        self.state = state
+
+
+class ResponseWriter:
+    """The HTTP/1.1 side of one response at a time: framing, keep-alive, what to send after an error.
+
+    Sans-I/O: each method returns the bytes to write. One writer serves a connection's
+    responses in turn, :meth:`begin` starting each. The connection is reused after a response
+    only if every condition holds, decided here and nowhere else (:attr:`keep_alive`): the
+    request allows it (RFC 9112 §9.3), the server is not closing, the response's ``Connection``
+    does not say ``close``, its framing does not depend on the close (HTTP/1.0 streaming), the
+    body matched its Content-Length, the client is not still waiting for a ``100 Continue``,
+    and the response completed.
+    """
+
+    __slots__ = ("content_length", "defaults", "framing", "keep_alive", "request", "sent", "state")
+
+    def __init__(self, defaults: DefaultHeaders) -> None:
+        self.defaults = defaults
+        self.state = DONE
+        self.keep_alive = False
+        self.framing = NO_BODY
+        self.content_length: int | None = None
+        self.sent = 0
+        """Body bytes the app has sent (for Content-Length and the access log)."""
+
+    def begin(self, request: Request, body_complete: bool) -> None:
+        """A new response, to ``request``; ``body_complete`` when its whole body is already read."""
+        self.request = request
+        self.keep_alive = request.keep_alive
+        self.state = EXPECT_CONTINUE if request.expect_continue and not body_complete else IDLE
+
+    def close_after_response(self) -> None:
+        """The server is closing: this response is the connection's last."""
+        self.keep_alive = False
+
+    def request_complete(self) -> None:
+        """The request body is all read: a client that sent it no longer waits for a 100."""
+        self.state = _ON_REQUEST_COMPLETE[self.state]
+
+    def continue_(self) -> bytes:
+        """RFC 9110 §10.1.1: the interim 100, once the app wants the body and only while no
+        response has gone out; else nothing."""
+        state = self.state
+        try:
+            self.state = _ON_CONTINUE[state]
+        except KeyError:
+            raise WriterStateError(WriterEvent.CONTINUE, state) from None
+        return CONTINUE_RESPONSE if state is EXPECT_CONTINUE else b""
+
+    def start(self, status: int, headers: Iterable[Any], body: bytes, more: bool) -> bytes:
+        """The head and the first part of the body (all of it unless ``more``).
+
+        The head waits for the first body message so that a body sent whole is framed with
+        Content-Length rather than chunks. InvalidResponse leaves the state as it was (nothing
+        is sent); BrokenFraming ends the response (nothing is sent).
+        """
+        state = self.state
+        try:
+            new = (_ON_START if more else _ON_START_FINAL)[state]
+        except KeyError:
+            raise WriterStateError(WriterEvent.START if more else WriterEvent.START_FINAL, state) from None
+        request = self.request
+        # A client still waiting for 100 would send its body after this response, where the
+        # next request should be: the connection cannot be reused.
+        keep_alive = self.keep_alive and state is not EXPECT_CONTINUE
+        head = encode_head(status, headers, self.defaults, head_request=request.method == b"HEAD",
+                           http11=request.http_version == "1.1", keep_alive=keep_alive,
+                           body_length=None if more else len(body))
+        data, framing, content_length, self.keep_alive = head
+        self.framing = framing
+        self.content_length = content_length
+        self.sent = size = len(body)
+        if framing is CONTENT_LENGTH:
+            if more or content_length != size:  # else the length is the body's own
+                self._check_length(size, more)
+            data += body
+        elif framing is CHUNKED:
+            if body:
+                data += encode_chunk(body)
+            if not more:
+                data += LAST_CHUNK
+        elif framing is CLOSE_DELIMITED:
+            data += body
+        self.state = new
+        return data
+
+    def body(self, body: bytes, more: bool) -> bytes:
+        """More of the body; the last part unless ``more``."""
+        state = self.state
+        try:
+            new = (_ON_BODY if more else _ON_BODY_FINAL)[state]
+        except KeyError:
+            raise WriterStateError(WriterEvent.BODY if more else WriterEvent.BODY_FINAL, state) from None
+        framing = self.framing
+        self.sent += len(body)
+        if framing is CHUNKED:
+            if body:
+                data = encode_chunk(body) if more else encode_chunk(body) + LAST_CHUNK
+            else:
+                data = b"" if more else LAST_CHUNK
+        elif framing is NO_BODY:
+            data = b""
+        else:
+            self._check_length(self.sent, more)
+            data = body
+        self.state = new
+        return data
+
+    def fail(self) -> bytes:
+        """The response will not be completed: a 500 if nothing was sent, else nothing; close."""
+        state = self.state
+        try:
+            self.state = _ON_FAIL[state]
+        except KeyError:
+            raise WriterStateError(WriterEvent.FAIL, state) from None
+        self.keep_alive = False
+        return b"" if state is BODY else error_response(500, "Internal Server Error")
+
+    def _check_length(self, sent: int, more: bool) -> None:
+        expected = self.content_length
+        if expected is None:
+            return
+        if sent > expected or (not more and sent < expected):
+            # The framing is broken: the connection cannot carry another response.
+            self.state = _ON_FAIL[self.state]
+            self.keep_alive = False
+            raise BrokenFraming(f"response body is {sent} bytes, content-length says {expected}")

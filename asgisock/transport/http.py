@@ -15,11 +15,11 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Final, cast
 
-from asgisock.asgi.http_cycle import COMPLETE, NOT_STARTED, STARTED, HTTPCycle
+from asgisock.asgi.http_cycle import HTTPCycle
 from asgisock.asgi.scope import http_scope
 from asgisock.http11.connection import HTTP11Connection
 from asgisock.http11.events import END_OF_MESSAGE, EndOfMessage, Event, Request, RequestError
-from asgisock.http11.writer import DefaultHeaders, error_response
+from asgisock.http11.writer import ResponseWriter, error_response
 from asgisock.logging import TRACE, error_logger
 from asgisock.transport.addresses import client_address, format_address, server_address
 from asgisock.transport.flow import WriteFlow
@@ -41,7 +41,6 @@ class HTTPProtocol(WriteFlow, asyncio.Protocol):
         self.loop = state.loop
         self.app = state.app
         self.tasks = state.tasks
-        self.defaults: DefaultHeaders = state.defaults
         self.access_format = config.access_log_format if config.access_log else None
         self.timeout_keep_alive = config.timeout_keep_alive
         self.min_body_rate = config.min_request_body_rate or None
@@ -59,6 +58,8 @@ class HTTPProtocol(WriteFlow, asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's are not subclasses
         self.conn = HTTP11Connection(max_header_size=self.max_header_size, websocket=self.websocket)
+        self.writer = ResponseWriter(self.state.defaults)
+        """Frames each response in turn, and decides whether the connection carries another."""
         self.client = client_address(transport)
         self.server = server_address(transport)
         self.scheme = "https" if transport.get_extra_info("sslcontext") else "http"
@@ -117,7 +118,7 @@ class HTTPProtocol(WriteFlow, asyncio.Protocol):
                 self.idle_since = self.loop.time()  # the body makes progress
                 if self.body_clock is not None:
                     self.body_clock.received += len(event)  # type: ignore[arg-type]
-                if cycle is not None and cycle.state is not COMPLETE and cycle.feed_body(event):  # type: ignore[arg-type]
+                if cycle is not None and cycle.feed_body(event):  # type: ignore[arg-type]
                     self._update_reading()
             elif kind is Request:
                 if self.cycle is not None or self.closing:
@@ -126,7 +127,7 @@ class HTTPProtocol(WriteFlow, asyncio.Protocol):
                 self._start_cycle(event)  # type: ignore[arg-type]
             elif kind is EndOfMessage:
                 if self.body_cycle is not None:
-                    self.body_cycle.end_body()
+                    self.body_cycle.request_complete()
                     self.body_cycle = None
             else:
                 if self.body_cycle is not None:
@@ -154,13 +155,13 @@ class HTTPProtocol(WriteFlow, asyncio.Protocol):
             return
         scope = http_scope(request, scheme=self.scheme, client=self.client, server=self.server,
                            root_path=self.root_path, state=self.state.app_state)
-        self.cycle = cycle = HTTPCycle(self, request, scope, self.access_format)
-        if complete:
-            cycle.more_body = False
-        else:
+        writer = self.writer
+        writer.begin(request, complete)
+        self.cycle = cycle = HTTPCycle(self, writer, scope, self.access_format, complete)
+        if not complete:
             self.body_cycle = cycle
         if self.closing:
-            cycle.keep_alive = False
+            cycle.close_after_response()
         limit = self.limit_concurrency
         if limit is not None and (len(self.state.connections) > limit or len(self.state.tasks) >= limit):
             error_logger.warning("Exceeded concurrency limit: answering 503")
@@ -205,7 +206,7 @@ class HTTPProtocol(WriteFlow, asyncio.Protocol):
                           error.reason)
         self.pending.clear()
         self.body_cycle = None
-        answer = cycle is self.cycle and cycle.state in (NOT_STARTED, STARTED)
+        answer = cycle is self.cycle and not cycle.response_on_wire
         cycle.disconnect()
         if not self.closed:
             if answer:
@@ -305,7 +306,7 @@ class HTTPProtocol(WriteFlow, asyncio.Protocol):
                           clock.received, clock.waited(now))
         self.pending.clear()
         self.body_cycle = None
-        answer = body is self.cycle and body.state is NOT_STARTED
+        answer = body is self.cycle and not body.response_started
         body.disconnect()
         if answer:
             self.transport.write(error_response(408, "Request Timeout"))
@@ -329,7 +330,7 @@ class HTTPProtocol(WriteFlow, asyncio.Protocol):
             if not self.closed:
                 self.transport.close()
         else:
-            self.cycle.keep_alive = False
+            self.cycle.close_after_response()
 
 
 
