@@ -160,3 +160,13 @@ def test_the_cycle_check_finds_a_cycle() -> None:
 @pytest.mark.parametrize("module", sorted(m for m in MODULES if part_of(m) in CORES))
 def test_no_io_in_the_cores(module: str) -> None:
     assert {target.split(".")[0] for target in imports(module)} & NO_IO == set()
+
+
+WIRE_NEUTRAL: Final = frozenset({"asgisock.asgi.http_cycle"})
+"""ASGI modules that any wire protocol reuses: they reach the wire through an interface, never
+through a protocol core."""
+
+
+@pytest.mark.parametrize("module", sorted(WIRE_NEUTRAL))
+def test_the_asgi_rules_import_no_wire_protocol(module: str) -> None:
+    assert {part_of(target) for target in imports(module) if target.startswith("asgisock.")} & set(CORES) == set()

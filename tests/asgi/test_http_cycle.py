@@ -1,0 +1,206 @@
+"""The ASGI rules of one HTTP cycle, with a fake wire and owner: no sockets, no HTTP/1.1."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from asgisock.asgi.http_cycle import (
+    REQUEST_TRANSITIONS,
+    RESPONSE_TRANSITIONS,
+    HTTPCycle,
+    RequestState,
+    ResponseState,
+)
+from asgisock.exceptions import BrokenFraming, ClientDisconnected, InvalidResponse
+from asgisock.types import Message
+
+
+class FakeWire:
+    """Records what the cycle asks of the wire, and answers with recognisable bytes."""
+
+    def __init__(self) -> None:
+        self.keep_alive = True
+        self.sent = 0
+        self.calls: list[tuple[Any, ...]] = []
+        self.refuse: Exception | None = None
+
+    def start(self, status: int, headers: Any, body: bytes, more: bool) -> bytes:
+        self.calls.append(("start", status, body, more))
+        if self.refuse is not None:
+            raise self.refuse
+        self.sent = len(body)
+        return b"head:" + body
+
+    def body(self, body: bytes, more: bool) -> bytes:
+        self.calls.append(("body", body, more))
+        if self.refuse is not None:
+            self.keep_alive = False
+            raise self.refuse
+        self.sent += len(body)
+        return body
+
+    def continue_(self) -> bytes:
+        self.calls.append(("continue",))
+        return b"100;"
+
+    def request_complete(self) -> None:
+        self.calls.append(("request_complete",))
+
+    def close_after_response(self) -> None:
+        self.calls.append(("close_after_response",))
+        self.keep_alive = False
+
+    def fail(self) -> bytes:
+        self.calls.append(("fail",))
+        self.keep_alive = False
+        return b"500;"
+
+
+class FakeOwner:
+    def __init__(self) -> None:
+        self.write_paused = False
+        self.written = b""
+        self.completed: list[bool] = []
+        self.finished = 0
+
+    def write(self, data: bytes) -> None:
+        self.written += data
+
+    async def drain(self) -> None:
+        pass
+
+    def body_consumed(self) -> None:
+        pass
+
+    def response_complete(self, keep_alive: bool) -> None:
+        self.completed.append(keep_alive)
+
+    def app_finished(self, cycle: HTTPCycle) -> None:
+        self.finished += 1
+
+
+def make(body_complete: bool = True) -> tuple[HTTPCycle, FakeOwner, FakeWire]:
+    owner, wire = FakeOwner(), FakeWire()
+    return HTTPCycle(owner, wire, {"type": "http"}, None, body_complete), owner, wire
+
+
+START: Message = {"type": "http.response.start", "status": 200, "headers": []}
+
+
+def run(coroutine: Any) -> Any:
+    return asyncio.run(coroutine)
+
+
+def test_a_response_goes_through_the_wire() -> None:
+    cycle, owner, wire = make()
+
+    async def go() -> None:
+        await cycle.send(START)
+        assert owner.written == b""  # the head waits for the body
+        await cycle.send({"type": "http.response.body", "body": b"ab", "more_body": True})
+        await cycle.send({"type": "http.response.body", "body": b"cd"})
+
+    run(go())
+    assert owner.written == b"head:abcd"
+    assert wire.calls == [("start", 200, b"ab", True), ("body", b"cd", False)]
+    assert owner.completed == [True] and cycle.state is ResponseState.COMPLETE
+
+
+MESSAGES: dict[str, Message] = {
+    "http.response.start": START,
+    "http.response.body": {"type": "http.response.body", "body": b"", "more_body": True},
+    "http.response.body (final)": {"type": "http.response.body", "body": b""},
+}
+
+
+@pytest.mark.parametrize("name", list(MESSAGES))
+@pytest.mark.parametrize("state", list(ResponseState))
+def test_each_message_is_allowed_or_refused_as_the_table_says(state: ResponseState, name: str) -> None:
+    cycle, _, _ = make()
+    cycle.state = state
+    expected = RESPONSE_TRANSITIONS[name].get(state)
+    if expected is None:
+        with pytest.raises(RuntimeError):
+            run(cycle.send(MESSAGES[name]))
+        assert cycle.state is state
+    else:
+        run(cycle.send(MESSAGES[name]))
+        assert cycle.state is expected
+
+
+def test_an_invalid_head_leaves_the_response_to_fail_with_500() -> None:
+    cycle, owner, wire = make()
+    wire.refuse = InvalidResponse("bad header")
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await send(START)
+        await send({"type": "http.response.body", "body": b""})
+
+    run(cycle.run(app))
+    assert owner.written == b"500;" and owner.completed == [False] and owner.finished == 1
+
+
+def test_broken_framing_ends_the_response_and_the_connection() -> None:
+    cycle, owner, wire = make()
+
+    async def go() -> None:
+        await cycle.send(START)
+        await cycle.send({"type": "http.response.body", "body": b"ab", "more_body": True})
+        wire.refuse = BrokenFraming("too long")
+        with pytest.raises(RuntimeError, match="too long"):
+            await cycle.send({"type": "http.response.body", "body": b"cd"})
+
+    run(go())
+    assert cycle.state is ResponseState.COMPLETE and owner.completed == [False]
+
+
+def test_a_streaming_response_that_stops_closes_without_500() -> None:
+    cycle, owner, _ = make()
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await send(START)
+        await send({"type": "http.response.body", "body": b"ab", "more_body": True})
+
+    run(cycle.run(app))
+    assert owner.written == b"head:ab" and owner.completed == [False]
+
+
+def test_the_body_arrives_and_continue_is_asked_for_while_waiting() -> None:
+    cycle, owner, wire = make(body_complete=False)
+
+    async def go() -> list[Message]:
+        receiving = asyncio.ensure_future(cycle.receive())
+        await asyncio.sleep(0)
+        assert owner.written == b"100;"
+        cycle.feed_body(b"ab")
+        first = await receiving
+        cycle.request_complete()
+        return [first, await cycle.receive()]
+
+    first, last = run(go())
+    assert first == {"type": "http.request", "body": b"ab", "more_body": True}
+    assert last == {"type": "http.request", "body": b"", "more_body": False}
+    assert cycle.request_state is RequestState.DELIVERED
+    assert ("request_complete",) in wire.calls
+
+
+def test_disconnect_is_reported_and_send_raises() -> None:
+    cycle, _, _ = make(body_complete=False)
+    cycle.disconnect()
+    assert run(cycle.receive()) == {"type": "http.disconnect"}
+    with pytest.raises(ClientDisconnected):
+        run(cycle.send(START))
+
+
+def test_closing_goes_to_the_wire() -> None:
+    cycle, _, wire = make()
+    cycle.close_after_response()
+    assert ("close_after_response",) in wire.calls and not wire.keep_alive
+
+
+def test_the_request_table_has_disconnect_from_everywhere() -> None:
+    assert set(REQUEST_TRANSITIONS["disconnect"]) == set(RequestState)
+    assert set(RESPONSE_TRANSITIONS["end"]) == set(ResponseState) - {ResponseState.COMPLETE}
