@@ -204,3 +204,17 @@ def test_closing_goes_to_the_wire() -> None:
 def test_the_request_table_has_disconnect_from_everywhere() -> None:
     assert set(REQUEST_TRANSITIONS["disconnect"]) == set(RequestState)
     assert set(RESPONSE_TRANSITIONS["end"]) == set(ResponseState) - {ResponseState.COMPLETE}
+
+
+def test_continue_is_asked_for_after_the_start_while_the_head_waits() -> None:
+    cycle, owner, _ = make(body_complete=False)
+
+    async def go() -> Message:
+        await cycle.send(START)
+        receiving = asyncio.ensure_future(cycle.receive())
+        await asyncio.sleep(0)
+        cycle.feed_body(b"x")
+        return await receiving
+
+    assert run(go())["body"] == b"x"
+    assert owner.written == b"100;"
