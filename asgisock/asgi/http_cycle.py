@@ -258,18 +258,28 @@ class HTTPCycle:
             body = message.get("body", b"")
             if type(body) is not bytes:
                 body = _body_of(message)
-            if state is STARTED:
-                data = self._head(body, more)
-            else:
-                try:
+            try:
+                if state is STARTED:
+                    data = self.wire.start(self.status, self.response_headers, body, more)
+                else:
                     data = self.wire.body(body, more)
-                except BrokenFraming as exc:
-                    self._framing_broken(exc)
+            except InvalidResponse as exc:
+                raise RuntimeError(f"invalid http.response.start: {exc}") from None
+            except BrokenFraming as exc:
+                self._framing_broken(exc)
             self.state = new
+            owner = self.owner
             if data:
-                self.owner.write(data)
+                owner.write(data)
             if not more:
-                self._complete()
+                # Complete (inlined: one call less on every response).
+                if self.body_size:
+                    self._drop_body()
+                if self.access_format is not None:
+                    self._log_access()
+                if self.waiter is not None:
+                    self._wake()
+                owner.response_complete(self.wire.keep_alive)
         elif kind == "http.response.start" and state is NOT_STARTED:
             status = message.get("status")
             if type(status) is not int or not 100 <= status <= 599:
@@ -283,32 +293,22 @@ class HTTPCycle:
         if self.owner.write_paused:
             await self.owner.drain()
 
-    def _head(self, body: bytes, more: bool) -> bytes:
-        try:
-            return self.wire.start(self.status, self.response_headers, body, more)
-        except InvalidResponse as exc:
-            raise RuntimeError(f"invalid http.response.start: {exc}") from None
-        except BrokenFraming as exc:
-            self._framing_broken(exc)
-
     def _framing_broken(self, exc: BrokenFraming) -> NoReturn:
         self.state = _ON_END[self.state]
         self.owner.response_complete(self.wire.keep_alive)
         raise RuntimeError(str(exc)) from None
 
-    def _complete(self) -> None:
-        if self.body_size:
-            # The app answered without reading all of the body; receive() now only reports
-            # http.disconnect, so drop what is buffered: a full buffer would keep reading paused
-            # and the rest of the body, and every request pipelined after it, would never be read.
-            self.body.clear()
-            self.body_size = 0
-        if self.access_format is not None and access_logger.isEnabledFor(20):
-            log_access(self.access_format, self.scope, self.status, list(self.response_headers),
+    def _drop_body(self) -> None:
+        """The app answered without reading all of the body; receive() now only reports
+        http.disconnect, so drop what is buffered: a full buffer would keep reading paused and
+        the rest of the body, and every request pipelined after it, would never be read."""
+        self.body.clear()
+        self.body_size = 0
+
+    def _log_access(self) -> None:
+        if access_logger.isEnabledFor(20):
+            log_access(self.access_format or "", self.scope, self.status, list(self.response_headers),
                        self.wire.sent, time.monotonic() - self.start_time)
-        if self.waiter is not None:
-            self._wake()
-        self.owner.response_complete(self.wire.keep_alive)
 
     # -- running the app -----------------------------------------------------------------
     async def run(self, app: ASGIApp) -> None:

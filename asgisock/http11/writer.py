@@ -178,6 +178,12 @@ def encode_head(
     ``body_length`` is the whole body's length when the app already sent it all (so it can be
     framed with Content-Length instead of chunks), else None.
     """
+    return _encode_head(status, headers, defaults, head_request, http11, keep_alive, body_length)
+
+
+def _encode_head(status: int, headers: Iterable[Any], defaults: DefaultHeaders, head_request: bool, http11: bool,
+                 keep_alive: bool, body_length: int | None) -> ResponseHead:
+    """:func:`encode_head` with positional arguments: keywords cost the response path a little."""
     if type(status) is not int or not 100 <= status <= 599:
         raise InvalidResponse(f"invalid status {status!r}")
     parts = [STATUS_LINES[status] if http11 else b"HTTP/1.0" + STATUS_LINES[status][8:]]
@@ -389,9 +395,8 @@ class ResponseWriter:
         # A client still waiting for 100 would send its body after this response, where the
         # next request should be: the connection cannot be reused.
         keep_alive = self.keep_alive and state is not EXPECT_CONTINUE
-        head = encode_head(status, headers, self.defaults, head_request=request.method == b"HEAD",
-                           http11=request.http_version == "1.1", keep_alive=keep_alive,
-                           body_length=None if more else len(body))
+        head = _encode_head(status, headers, self.defaults, request.method == b"HEAD", request.http_version == "1.1",
+                            keep_alive, None if more else len(body))
         data, framing, content_length, self.keep_alive = head
         self.framing = framing
         self.content_length = content_length
