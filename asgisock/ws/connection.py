@@ -129,8 +129,6 @@ class ConnectionClosedError(OSError):
     """Sending after our close frame went out, or after the connection closed."""
 
 
-# Below this size, slicing a copy is cheaper than making a memoryview.
-_COPY_THRESHOLD = 1024
 # A masked frame with a 7-bit length: 2 bytes, then the 4-byte mask key (RFC 6455 §5.2).
 _SHORT_HEADER = 6
 # First byte of a whole message: FIN set, RSV1-3 clear, opcode text or binary.
@@ -460,22 +458,9 @@ class WebSocketConnection:
         return pos
 
     def _on_data_header(self, header: FrameHeader, buf: bytes, pos: int) -> int:
-        start = pos + header.size
-        stop = start + header.length
-        if (
-            header.fin
-            and self._message is None
-            and header.opcode is not Opcode.CONTINUATION
-            and not (header.rsv1 or header.rsv2 or header.rsv3)
-            and stop <= len(buf)
-            and not self.close_sent
-        ):
-            # A whole, valid, uncompressed message: the fast path.
-            self._on_whole_message(header, buf, start, stop)
-            return stop
         self._check_data_frame(header)
         self._begin_frame(header)
-        return start
+        return pos + header.size
 
     def _check_data_frame(self, header: FrameHeader) -> None:
         # §5.2: RSV1-3 "MUST be 0 unless an extension is negotiated that defines
@@ -493,26 +478,6 @@ class WebSocketConnection:
             # §5.4: "The fragments of one message MUST NOT be interleaved between
             # the fragments of another message."
             raise ProtocolError(CloseCode.PROTOCOL_ERROR, "expected a continuation frame")
-
-    def _on_whole_message(self, header: FrameHeader, buf: bytes, start: int, stop: int) -> None:
-        """Fast path: an unfragmented message whose payload is all in ``buf``."""
-        if self.max_size is not None and header.length > self.max_size:
-            raise ProtocolError(
-                CloseCode.MESSAGE_TOO_BIG, f"message larger than {self.max_size} bytes"
-            )
-        masked = buf[start:stop] if header.length < _COPY_THRESHOLD else memoryview(buf)[start:stop]
-        payload = _mask.apply_mask(masked, header.mask)
-        if header.opcode is Opcode.BINARY:
-            self._events.append(BytesMessage(payload))
-            self._budget -= 1
-            return
-        try:
-            text = payload.decode("utf-8")
-        except UnicodeDecodeError:
-            # §8.1: invalid UTF-8 in a text message "MUST _Fail the WebSocket Connection_".
-            raise ProtocolError(CloseCode.INVALID_DATA, "invalid UTF-8 in text message") from None
-        self._events.append(TextMessage(text))
-        self._budget -= 1
 
     def _begin_frame(self, header: FrameHeader) -> None:
         if header.opcode is not Opcode.CONTINUATION:
