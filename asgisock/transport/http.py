@@ -81,11 +81,6 @@ class HTTPProtocol(WriteFlow, asyncio.Protocol):
         if self.pending:
             self.pending.extend(events)
             self._update_reading()
-        elif (len(events) == 2 and events[1] is END_OF_MESSAGE and type(events[0]) is Request
-              and self.cycle is None and not self.closing):
-            # One whole request without a body, the usual read on a keep-alive connection: what
-            # _dispatch would do, in fewer steps.
-            self._start_cycle(events[0], complete=True)
         else:
             self._dispatch(events)
 
@@ -124,7 +119,10 @@ class HTTPProtocol(WriteFlow, asyncio.Protocol):
                 if self.cycle is not None or self.closing:
                     self._defer(events, index)
                     return
-                self._start_cycle(event)  # type: ignore[arg-type]
+                # A request whose end is already read (no body, the usual keep-alive read)
+                # starts complete: no body clock, nothing to wait for from the client.
+                complete = index + 1 < len(events) and events[index + 1] is END_OF_MESSAGE
+                self._start_cycle(event, complete=complete)  # type: ignore[arg-type]
             elif kind is EndOfMessage:
                 if self.body_cycle is not None:
                     self.body_cycle.request_complete()
