@@ -13,6 +13,7 @@ loop, so every rule is tested with plain bytes.
 from __future__ import annotations
 
 import enum
+import re
 from typing import Final, NoReturn
 
 import httptools
@@ -122,6 +123,10 @@ class _Reject(Exception):
     """Raised inside a parser callback to stop parsing; the error is kept on the connection."""
 
 
+_TAIL: Final = 12
+"""Bytes kept from the end of an unfinished head: enough for ``HTTP/d.d`` CRLF."""
+_VERSION_AT_END: Final = re.compile(rb"HTTP/[0-9]\.[0-9]\r\n\Z")
+
 _NO_VERSION: Final = RequestError(400, "Request line without an HTTP/1.x version")
 """RFC 9112 §3: a request line without an HTTP-version (HTTP/0.9's ``GET /``) is an invalid
 request-line, and "a recipient SHOULD respond with a 400 (Bad Request)". llhttp reports such a
@@ -153,7 +158,6 @@ class HTTP11Connection:
         "_authority",
         "_body_length",
         "_chunked",
-        "_ends_cr",
         "_events",
         "_fields_size",
         "_framing_run",
@@ -165,6 +169,7 @@ class HTTP11Connection:
         "_progress",
         "_rejected",
         "_state",
+        "_tail",
         "_upgrade_websocket",
         "_url",
         "_valid_host",
@@ -193,7 +198,7 @@ class HTTP11Connection:
         self._rejected: RequestError | None = None
         self._upgrade_websocket = websocket
         self._accounted = 0
-        self._ends_cr = False
+        self._tail = b""
         self.upgrade_data: bytes | None = None
         """Bytes after a WebSocket upgrade request's head: they belong to the new protocol."""
 
@@ -254,13 +259,16 @@ class HTTP11Connection:
         now. llhttp reads ``GET /`` CRLF as HTTP/0.9 and then waits for header fields, which an
         HTTP/0.9 client never sends, so waiting for the end of the head would wait for the head
         timeout. llhttp reports 0.9 once a byte follows the line, and 0.0 until then: a head that
-        ends in CRLF with no version yet has had a request line without one."""
+        ends in CRLF with no version yet, and no version token before that CRLF (``HTTP/0.0``
+        spelt out also reads as 0.0), has had a request line without one.
+
+        The decision depends only on the stream so far (llhttp's state and its last bytes), never
+        on how it was split into reads."""
         version = self._parser.get_http_version()
         if version == "0.9":
             return True
-        ends_cr = self._ends_cr
-        self._ends_cr = data[-1:] == b"\r"
-        return version == "0.0" and (data[-2:] == b"\r\n" or (ends_cr and data == b"\n"))
+        self._tail = tail = (self._tail + bytes(data[-_TAIL:]))[-_TAIL:]
+        return version == "0.0" and tail[-2:] == b"\r\n" and _VERSION_AT_END.search(tail) is None
 
     def _receive_slices(self, data: bytes | memoryview) -> None:
         """Limits are checked between feeds: slices keep what one feed can hide from them small."""
@@ -279,7 +287,7 @@ class HTTP11Connection:
         self._watched = []
         self._head_bytes = 0
         self._fields_size = 0
-        self._ends_cr = False
+        self._tail = b""
         self._state = _ON_MESSAGE_BEGIN[self._state]
         self._authority = None
         self._chunked = False

@@ -399,3 +399,25 @@ def test_a_websocket_upgrade_switches_the_parser() -> None:
     conn = HTTP11Connection()
     conn.receive_data(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\nrest")
     assert conn.state is ParserState.SWITCHED and conn.upgrade_data == b"rest"
+
+
+@pytest.mark.parametrize("data", [
+    b"GET / HTTP/0.0\r\nHos",  # found by fuzzing: a split at the CRLF used to answer early
+    b"GET /HTTP/1.1\r\nHos",
+    b"GET /\r\nHos",
+    b"GET /\r\n",
+    b"GET / HTTP/0.0\r\n",
+])
+def test_versionless_line_answered_the_same_however_split(data: bytes) -> None:
+    def outcome(chunks: list[bytes]) -> list[object]:
+        conn = HTTP11Connection()
+        events: list[object] = []
+        for chunk in chunks:
+            conn.receive_data(chunk)
+            events += conn.events_received()
+        return events
+
+    whole = outcome([data])
+    for cut in range(1, len(data)):
+        assert outcome([data[:cut], data[cut:]]) == whole, cut
+    assert outcome([data[i : i + 1] for i in range(len(data))]) == whole
