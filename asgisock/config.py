@@ -25,6 +25,7 @@ import click
 
 from asgisock.exceptions import ConfigError
 from asgisock.http11.headers import FORBIDDEN_VALUE_RE, TOKEN_RE
+from asgisock.proxy.forwarded import TrustedProxies
 from asgisock.types import ASGIApp
 from asgisock.ws.deflate import MAX_WINDOW_BITS, MIN_WINDOW_BITS
 
@@ -34,6 +35,7 @@ KindName = Literal["str", "int", "float", "bool", "choice", "path", "file", "lis
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
 DEFAULT_ACCESS_LOG_FORMAT = '%(h)s - "%(r)s" %(s)s'
 ENV_PREFIX = "ASGISOCK_"
+DEFAULT_FORWARDED_ALLOW_IPS = "127.0.0.1"
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,11 @@ class Declaration:
     maximum: float | None = None
     metavar: str | None = None
     group: str = "Server"
+    requires: str | None = None
+    """Another setting this one means nothing without, when set to other than its default."""
+    env_alias: str | None = None
+    """A second environment variable read when ``ASGISOCK_<NAME>`` is unset (uvicorn's own name
+    for it, so that a deployment moves over unchanged)."""
 
 
 def setting(default: Any, help: str, **options: Any) -> Any:
@@ -128,6 +135,31 @@ class Config:
         group="WebSocket")
     ws_deflate_threshold: int = setting(0, "Send messages shorter than this many bytes uncompressed.",
                                         minimum=0, group="WebSocket")
+    # -- TLS
+    ssl_certfile: str | None = setting(None, "Serve HTTPS and WSS with this PEM certificate (chain) file; "
+                                       "it is reloaded when it changes.", path="file", group="TLS")
+    ssl_keyfile: str | None = setting(None, "The private key of --ssl-certfile (PEM), when not in the same "
+                                      "file.", path="file", requires="ssl_certfile", group="TLS")
+    ssl_keyfile_password: str | None = setting(None, "Password of an encrypted --ssl-keyfile.", requires="ssl_keyfile", group="TLS")
+    ssl_ca_certs: str | None = setting(None, "CA certificates (PEM) that client certificates must chain to.",
+                                       path="file", requires="ssl_certfile", group="TLS")
+    ssl_cert_reqs: int = setting(0, "Client certificates: 0 not asked for, 1 optional, 2 required "
+                                 "(both verified against --ssl-ca-certs).", minimum=0, maximum=2, requires="ssl_ca_certs", group="TLS")
+    ssl_ciphers: str | None = setting(None, "OpenSSL cipher list for TLS 1.2 (default: Python's secure "
+                                      "defaults; TLS 1.3 suites are not affected).", requires="ssl_certfile", group="TLS")
+    # -- behind a proxy
+    proxy_headers: bool = setting(True, "Take the client's address and scheme from X-Forwarded-For, "
+                                  "X-Forwarded-Proto, X-Forwarded-Port and RFC 7239 Forwarded, when the "
+                                  "peer is in --forwarded-allow-ips.", group="Proxy")
+    forwarded_allow_ips: str | None = setting(
+        None, "Comma-separated IP addresses and networks of trusted proxies, '*' for all, 'unix:' for "
+        "UNIX-socket peers (default 127.0.0.1, or $FORWARDED_ALLOW_IPS).",
+        env_alias="FORWARDED_ALLOW_IPS", group="Proxy")
+    forwarded_host: bool = setting(False, "Also take the Host the app sees from X-Forwarded-Host or "
+                                   "Forwarded host= (trusted peers only).", group="Proxy")
+    proxy_protocol: bool = setting(False, "Expect a PROXY protocol v1 or v2 header (HAProxy, AWS NLB) on "
+                                   "every connection, from peers in --forwarded-allow-ips only; others "
+                                   "are closed.", group="Proxy")
     # -- response headers
     server_header: bool = setting(True, "Add a 'Server: asgisock' header to responses.", group="Headers")
     date_header: bool = setting(True, "Add a 'Date' header to responses.", group="Headers")
@@ -146,6 +178,8 @@ class Config:
 
     header_pairs: list[tuple[bytes, bytes]] = field(init=False, repr=False, default_factory=list)
     """``headers`` parsed into lower-cased name/value byte pairs."""
+    trusted_proxies: TrustedProxies = field(init=False, repr=False)
+    """``forwarded_allow_ips`` parsed."""
 
     def __post_init__(self) -> None:
         for item in SETTINGS.values():
@@ -153,6 +187,15 @@ class Config:
         self.header_pairs = [_header_pair(header) for header in self.headers]
         if self.fd is not None and self.uds:
             raise ConfigError("--fd", "cannot be combined with --uds")
+        try:
+            self.trusted_proxies = TrustedProxies(
+                DEFAULT_FORWARDED_ALLOW_IPS if self.forwarded_allow_ips is None else self.forwarded_allow_ips)
+        except ValueError as exc:
+            raise ConfigError("--forwarded-allow-ips", str(exc)) from None
+        for item in SETTINGS.values():
+            needed = item.declared.requires
+            if needed is not None and getattr(self, item.name) != item.default and getattr(self, needed) is None:
+                raise ConfigError(item.flag, f"needs {SETTINGS[needed].flag}")
 
     @property
     def bind_description(self) -> str:
@@ -161,7 +204,11 @@ class Config:
         if self.fd is not None:
             return f"fd://{self.fd}"
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
+        return f"{self.url_scheme}://{host}:{self.port}"
+
+    @property
+    def url_scheme(self) -> str:
+        return "https" if self.ssl_certfile else "http"
 
 
 @dataclass(frozen=True)
@@ -214,7 +261,8 @@ class Setting:
 
     def option(self) -> click.Option:
         """The command-line option, which also reads the environment variable."""
-        common: dict[str, Any] = {"help": self.help, "envvar": self.env_var, "show_default": True}
+        envvar = [self.env_var, self.declared.env_alias] if self.declared.env_alias else self.env_var
+        common: dict[str, Any] = {"help": self.help, "envvar": envvar, "show_default": True}
         names = [self.flag, self.name]
         if self.kind == "bool":
             names[0] = f"{self.flag}/--no-{self.flag[2:]}"
@@ -399,5 +447,6 @@ def settings_table() -> str:
         flag = info.flag
         if info.kind == "bool":
             flag = f"{flag} / --no-{flag[2:]}"
-        rows.append(f"| `{flag}` | `{info.env_var}` | `{info.default!r}` | {info.help} |")
+        env = f"`{info.env_var}`" + (f", `{info.declared.env_alias}`" if info.declared.env_alias else "")
+        rows.append(f"| `{flag}` | {env} | `{info.default!r}` | {info.help} |")
     return "\n".join(rows) + "\n"

@@ -19,8 +19,10 @@ from asgisock.exceptions import AppImportError, ConfigError
 from asgisock.importer import is_asgi3, load_app
 from asgisock.lifespan import Lifespan
 from asgisock.logging import configure_logging, error_logger
+from asgisock.transport.accept import Acceptor
 from asgisock.transport.http import HTTPProtocol
 from asgisock.transport.state import ServerState
+from asgisock.transport.tls import Certificates
 from asgisock.transport.websocket import upgrade_to_websocket
 from asgisock.types import ASGIApp, Receive, Send
 
@@ -28,6 +30,8 @@ EXIT_IMPORT_ERROR = 1
 EXIT_STARTUP_FAILED = 3
 TICK = 0.1
 """How often the main loop looks at ``should_exit`` (set by signals or by an embedding program)."""
+CERTIFICATE_CHECK = 1.0
+"""How often, in seconds, the TLS certificate files are looked at for a change."""
 
 
 class Server:
@@ -45,7 +49,9 @@ class Server:
         self.force_exit = False
         self.started = False
         self.exit_code = 0
-        self.servers: list[asyncio.Server] = []
+        self.servers: list[asyncio.Server | Acceptor] = []
+        self.certificates: Certificates | None = None
+        """The TLS certificate in use, with ``--ssl-certfile``."""
         self.state: ServerState | None = None
         self.lifespan: Lifespan | None = None
         self._wakeup: asyncio.Event | None = None
@@ -71,6 +77,13 @@ class Server:
             # The HTTP/1.1 protocol hands upgraded connections to the WebSocket one through this
             # hook, so that neither transport module imports the other.
             state.upgrade = functools.partial(upgrade_to_websocket, state)
+        if config.ssl_certfile:
+            try:
+                self.certificates = Certificates(config)
+            except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+                error_logger.error("Cannot load the TLS certificate %s: %s", config.ssl_certfile, exc)
+                self.exit_code = EXIT_IMPORT_ERROR
+                return
         self.lifespan = Lifespan(app, config.lifespan, state.app_state)
         pid = os.getpid()
         error_logger.info("Started server process [%d]", pid)
@@ -89,9 +102,13 @@ class Server:
         if self.on_started is not None:
             self.on_started(self)
         self._wakeup = asyncio.Event()
+        next_check = loop.time() + CERTIFICATE_CHECK
         while not self.should_exit:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wakeup.wait(), TICK)
+            if self.certificates is not None and loop.time() >= next_check:
+                next_check = loop.time() + CERTIFICATE_CHECK
+                self.certificates.check()
         await self._shutdown(state)
         error_logger.info("Finished server process [%d]", pid)
 
@@ -112,6 +129,9 @@ class Server:
     async def _listen(self, state: ServerState, sockets: Sequence[socket.socket] | None) -> None:
         config = self.config
         loop = state.loop
+        if self.certificates is not None or config.proxy_protocol:
+            self._listen_accepting(state, sockets)
+            return
 
         def factory() -> asyncio.Protocol:
             return HTTPProtocol(state)
@@ -135,6 +155,39 @@ class Server:
                                               backlog=config.backlog, reuse_address=True)
             self.servers.append(server)
 
+    def _listen_accepting(self, state: ServerState, sockets: Sequence[socket.socket] | None) -> None:
+        """Listen with an :class:`Acceptor`, which readies each connection (PROXY header, TLS
+        handshake) before its HTTP protocol starts."""
+        config = self.config
+        factory = functools.partial(HTTPProtocol, state)  # called with the PROXY header, if any
+        self.servers.append(Acceptor(state.loop, list(sockets) if sockets else self._bind(), factory,
+                                     certificates=self.certificates, proxy_protocol=config.proxy_protocol,
+                                     trusted=config.trusted_proxies, timeout=config.timeout_keep_alive))
+
+    def _bind(self) -> list[socket.socket]:
+        """The listening socket the settings describe, as :meth:`loop.create_server` would bind it."""
+        config = self.config
+        if config.fd is not None:
+            return [socket.fromfd(config.fd, socket.AF_INET, socket.SOCK_STREAM)]
+        if config.uds:
+            if os.path.exists(config.uds) and not _is_socket(config.uds):
+                raise ConfigError("--uds", f"{config.uds} exists and is not a socket")
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(config.uds)
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.bind(config.uds)
+            os.chmod(config.uds, 0o666)
+        else:
+            infos = socket.getaddrinfo(config.host, config.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+            family, kind, proto, _, address = infos[0]
+            sock = socket.socket(family, kind, proto)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind(address)
+        sock.listen(config.backlog)
+        return [sock]
+
     def _log_started(self) -> None:
         config = self.config
         if config.uds:
@@ -145,7 +198,7 @@ class Server:
                 where = f"unix:{name}"
             else:
                 host = f"[{name[0]}]" if ":" in name[0] else name[0]
-                where = f"http://{host}:{name[1]}"
+                where = f"{config.url_scheme}://{host}:{name[1]}"
         error_logger.info("asgisock running on %s (Press CTRL+C to quit)", where)
 
     async def _shutdown(self, state: ServerState) -> None:
@@ -187,13 +240,14 @@ class Server:
             return
         loop = asyncio.get_running_loop()
         signals = (signal.SIGINT, signal.SIGTERM)
-        previous = {sig: signal.getsignal(sig) for sig in signals}
+        previous = {sig: signal.getsignal(sig) for sig in (*signals, signal.SIGHUP)}
         for sig in signals:
             loop.add_signal_handler(sig, self.handle_exit, sig)
+        loop.add_signal_handler(signal.SIGHUP, self.handle_hangup)
         try:
             yield
         finally:
-            for sig in signals:
+            for sig in previous:
                 loop.remove_signal_handler(sig)
                 signal.signal(sig, previous[sig])  # the embedding program's own handlers
 
@@ -204,6 +258,13 @@ class Server:
         self.should_exit = True
         if self._wakeup is not None:
             self._wakeup.set()
+
+    def handle_hangup(self) -> None:
+        """SIGHUP: load the TLS certificate again (new connections get it; open ones keep theirs)."""
+        if self.certificates is not None:
+            self.certificates.reload()
+        else:
+            error_logger.info("SIGHUP: nothing to reload (no --ssl-certfile)")
 
     def request_exit(self, loop: asyncio.AbstractEventLoop) -> None:
         """Ask a server running in ``loop`` (possibly another thread) to shut down gracefully."""

@@ -86,7 +86,28 @@ def test_defaults_and_range_limits_are_valid(tmp_path: Path) -> None:
         for value in valid:
             if info.kind == "int" and isinstance(value, float):
                 value = int(value)
-            assert getattr(Config(hello, **{name: value}), name) == value, (name, value)
+            assert getattr(Config(hello, **{name: value}, **_requirements(name, existing)), name) == value, \
+                (name, value)
+
+
+def _requirements(name: str, file: Path) -> dict[str, Any]:
+    """Values for the settings ``name`` needs (``--ssl-keyfile`` needs ``--ssl-certfile``), transitively."""
+    needed: dict[str, Any] = {}
+    required = SETTINGS[name].declared.requires
+    while required is not None:
+        needed[required] = str(file) if SETTINGS[required].kind == "file" else "x"
+        required = SETTINGS[required].declared.requires
+    return needed
+
+
+def test_a_setting_without_the_one_it_needs_is_an_error(tmp_path: Path) -> None:
+    existing = tmp_path / "key.pem"
+    existing.write_text("")
+    with pytest.raises(ConfigError, match=r"--ssl-keyfile.*needs --ssl-certfile"):
+        Config(hello, ssl_keyfile=str(existing))
+    with pytest.raises(ConfigError, match=r"--ssl-cert-reqs.*needs --ssl-ca-certs"):
+        Config(hello, ssl_certfile=str(existing), ssl_cert_reqs=2)
+    assert Config(hello, ssl_certfile=str(existing), ssl_cert_reqs=0).ssl_cert_reqs == 0
 
 
 def test_list_default_is_not_shared() -> None:
@@ -227,7 +248,8 @@ def test_cli_options_are_the_settings() -> None:
     for name, option in options.items():
         info = info_of(name)
         assert info.flag in option.opts
-        assert option.envvar == env_var(name)
+        alias = info.declared.env_alias
+        assert option.envvar == ([env_var(name), alias] if alias else env_var(name))
         assert option.help == info.help
         if info.kind == "bool":
             assert option.secondary_opts == [f"--no-{info.flag[2:]}"]

@@ -41,7 +41,7 @@ ALLOWED: Final[dict[str, frozenset[str]]] = {
     "exceptions": frozenset(),
     "logging": frozenset(),
     # Settings take their limits and syntax rules from the cores, so each is defined once.
-    "config": frozenset({"exceptions", "types", "http11", "ws"}),
+    "config": frozenset({"exceptions", "types", "http11", "ws", "proxy"}),
     # Startup: these assemble the layers into a server.
     "extensions": frozenset({"ws"}),
     "envfile": frozenset({"exceptions"}),

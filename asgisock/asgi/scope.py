@@ -54,7 +54,7 @@ def http_scope(
 ) -> dict[str, Any]:
     # One unpacking instead of an attribute lookup per field: a named tuple's fields are slower
     # to read one by one than a slotted class's.
-    method, target, http_version, headers, _, _, _, raw_path, query = request
+    method, target, http_version, headers, _, _, _, raw_path, query, _ = request
     if raw_path is None:
         raw_path, query = split_target(target)
     path = _PATHS.get(raw_path) or _path(raw_path)

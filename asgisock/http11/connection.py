@@ -25,9 +25,13 @@ from asgisock.http11.target import split_target
 MAX_HEADER_COUNT: Final = 100
 """Requests with more header fields get 431 (as Apache's LimitRequestFields)."""
 
+FORWARDING_FIELDS: Final = frozenset(
+    {b"forwarded", b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"x-forwarded-port"}
+)
+"""Fields a proxy writes about the client; a request with one is flagged ``forwarded``."""
 _WATCHED: Final = frozenset(
     {b"host", b"expect", b"transfer-encoding", b"content-length", b"connection", b"upgrade"}
-)
+) | FORWARDING_FIELDS
 """Fields whose values decide how the request is framed or answered; kept aside as they arrive,
 so that the head is not searched again once complete."""
 
@@ -349,7 +353,7 @@ class HTTP11Connection:
             if watched[0][1] != self._valid_host or self._authority is not None:
                 self._check_host(version, watched[0][1], 1)
             request = new_request(Request, (method, target, version, headers, version == "1.1", False, False,
-                                            path, query))
+                                            path, query, False))
         else:
             request = self._check_fields(method, version, watched, path, query)
             if request.upgrade and (self._chunked or self._body_length):
@@ -437,8 +441,9 @@ class HTTP11Connection:
         # an ``Upgrade`` field alone is informational and served as plain HTTP.
         upgrade = (self._upgrade_websocket and protocols is not None and has_token(protocols, b"websocket")
                    and self._parser.should_upgrade())
+        forwarded = not FORWARDING_FIELDS.isdisjoint(lines)
         return new_request(Request, (method, self._url, version, self._headers, keep_alive, expect_continue, upgrade,
-                                     path, query))
+                                     path, query, forwarded))
 
     def _check_host(self, version: str, host: bytes | None, count: int) -> None:
         """RFC 9112 §3.2: "A server MUST respond with a 400 (Bad Request) status code to any

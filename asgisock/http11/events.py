@@ -32,6 +32,10 @@ class Request(NamedTuple):
     with :func:`~asgisock.http11.target.split_target`."""
     query: bytes = b""
     """The target's query, without the ``?``, when ``path`` is set."""
+    forwarded: bool = False
+    """The head has a field a proxy writes about the client (``Forwarded``, ``X-Forwarded-For``,
+    ``-Proto``, ``-Host``, ``-Port``): found while parsing, so that a request without one costs
+    nothing more behind a trusted proxy."""
 
     def __repr__(self) -> str:
         return f"<Request {self.method.decode()} {self.target!r} HTTP/{self.http_version}>"

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Final, cast
 
 from asgisock.asgi.http_cycle import HTTPCycle
@@ -21,9 +20,12 @@ from asgisock.http11.connection import HTTP11Connection
 from asgisock.http11.events import END_OF_MESSAGE, EndOfMessage, Event, Request, RequestError
 from asgisock.http11.writer import ResponseWriter, error_response
 from asgisock.logging import TRACE, error_logger
+from asgisock.proxy.forwarded import TrustedProxies, resolve
+from asgisock.proxy.protocol import ProxyHeader
 from asgisock.transport.addresses import client_address, format_address, server_address
 from asgisock.transport.flow import WriteFlow
 from asgisock.transport.state import Upgrade
+from asgisock.transport.tls import connection_tls
 
 if TYPE_CHECKING:
     from asgisock.transport.state import ServerState
@@ -35,8 +37,10 @@ _TASK_NAME: Final = "asgisock: HTTP request"
 class HTTPProtocol(WriteFlow, asyncio.Protocol):
     """One client connection; a new instance per accepted socket."""
 
-    def __init__(self, state: ServerState) -> None:
+    def __init__(self, state: ServerState, origin: ProxyHeader | None = None) -> None:
         self.state = state
+        self.origin = origin
+        """What a PROXY protocol header said of the connection's two ends."""
         config = state.config
         self.loop = state.loop
         self.app = state.app
@@ -46,8 +50,6 @@ class HTTPProtocol(WriteFlow, asyncio.Protocol):
         self.min_body_rate = config.min_request_body_rate or None
         self.limit_concurrency = config.limit_concurrency
         self.root_path = config.root_path
-        self.max_header_size = config.max_header_size
-        self.websocket = config.ws != "none"
         self.write_paused = False
         self.read_paused = False
         self.closed = False
@@ -57,12 +59,26 @@ class HTTPProtocol(WriteFlow, asyncio.Protocol):
     # -- asyncio.Protocol ------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's are not subclasses
-        self.conn = HTTP11Connection(max_header_size=self.max_header_size, websocket=self.websocket)
-        self.writer = ResponseWriter(self.state.defaults)
+        state = self.state
+        config = state.config
+        self.conn = HTTP11Connection(max_header_size=config.max_header_size, websocket=config.ws != "none")
+        self.writer = ResponseWriter(state.defaults)
         """Frames each response in turn, and decides whether the connection carries another."""
         self.client = client_address(transport)
         self.server = server_address(transport)
-        self.scheme = "https" if transport.get_extra_info("sslcontext") else "http"
+        origin = self.origin
+        if origin is not None and origin.client is not None:
+            self.client, self.server = origin.client, origin.server
+        ssl_object = transport.get_extra_info("ssl_object")
+        self.scheme = "http" if ssl_object is None else "https"
+        self.tls = None if ssl_object is None else connection_tls(ssl_object, transport.get_extra_info("sslcontext"))
+        """The ASGI ``tls`` extension, the same for every request of the connection."""
+        trusted = state.trusted
+        self.trusted: TrustedProxies | None = (
+            trusted if trusted is not None and trusted.trusts(None if self.client is None else self.client[0])
+            else None)
+        """The trusted proxies, when the peer is one of them; else None, and forwarding fields are
+        passed to the app untouched and ignored."""
         self.cycle: HTTPCycle | None = None
         self.body_cycle: HTTPCycle | None = None
         self.pending: deque[Event] = deque()
@@ -148,11 +164,19 @@ class HTTPProtocol(WriteFlow, asyncio.Protocol):
             self.idle_since = now = self.loop.time()
             if self.min_body_rate is not None:
                 self.body_clock = BodyClock(now)
+        if request.forwarded and self.trusted is not None:
+            request, client, server, scheme = self._forwarded(request, self.trusted)
+        else:
+            client, server, scheme = self.client, self.server, self.scheme
         if request.upgrade and self.state.upgrade is not None:
-            self._upgrade(request, self.state.upgrade)
+            self.detach()
+            self.state.upgrade(Upgrade(self.transport, request, client, server, scheme, self.conn.upgrade_data or b"",
+                                       self.tls))
             return
-        scope = http_scope(request, scheme=self.scheme, client=self.client, server=self.server,
-                           root_path=self.root_path, state=self.state.app_state)
+        scope = http_scope(request, scheme=scheme, client=client, server=server, root_path=self.root_path,
+                           state=self.state.app_state)
+        if self.tls is not None:
+            scope["extensions"]["tls"] = self.tls
         writer = self.writer
         writer.begin(request, complete)
         self.cycle = cycle = HTTPCycle(self, writer, scope, self.access_format, complete)
@@ -174,11 +198,25 @@ class HTTPProtocol(WriteFlow, asyncio.Protocol):
         cycle.task = task
         self.tasks.add(task)
 
-    def _upgrade(self, request: Request, upgrade: Callable[[Upgrade], None]) -> None:
-        """Hand the connection over for a WebSocket handshake; this protocol is done with it."""
-        self.detach()
-        upgrade(Upgrade(self.transport, request, self.client, self.server, self.scheme,
-                        self.conn.upgrade_data or b""))
+    def _forwarded(self, request: Request, trusted: TrustedProxies) -> tuple[
+            Request, tuple[str, int] | None, tuple[str, int | None] | None, str]:
+        """The request as the trusted proxies describe it: client, server port, scheme, host."""
+        client, server, scheme = self.client, self.server, self.scheme
+        forwarding = resolve(None if client is None else client[0], request.headers, trusted,
+                             use_host=self.state.config.forwarded_host)
+        if forwarding is None:
+            return request, client, server, scheme
+        if forwarding.client is not None or forwarding.client_unknown:
+            client = forwarding.client
+        if forwarding.scheme is not None:
+            scheme = forwarding.scheme[0]
+        if forwarding.port is not None and server is not None:
+            server = (server[0], forwarding.port)
+        if forwarding.host is not None:
+            host = forwarding.host
+            headers = [(name, host if name == b"host" else value) for name, value in request.headers]
+            request = request._replace(headers=headers)
+        return request, client, server, scheme
 
     def _reject(self, error: RequestError) -> None:
         """Answer a request that must not reach the app, then close: its framing is in doubt."""

@@ -26,6 +26,8 @@ class Upgrade(NamedTuple):
     """``http`` or ``https``."""
     leftover: bytes
     """What the client sent after the request head: the new protocol's first bytes."""
+    tls: dict[str, Any] | None = None
+    """The ASGI ``tls`` extension of a TLS connection."""
 
 
 class ServerState:
@@ -44,6 +46,8 @@ class ServerState:
             server=config.server_header, clock=time.time if config.date_header else None,
             extra=config.header_pairs,
         )
+        self.trusted = config.trusted_proxies if config.proxy_headers else None
+        """Whose forwarding fields are honoured; None with ``--no-proxy-headers``."""
         self.upgrade: Callable[[Upgrade], None] | None = None
         """Takes over a connection upgraded to WebSocket; None serves upgrade requests as HTTP.
         Set by the server, so that the HTTP/1.1 protocol needs no import of the WebSocket one."""

@@ -95,6 +95,8 @@ class WebSocketProtocol(WriteFlow, asyncio.Protocol):
             server=upgrade.server, root_path=self.config.root_path, state=self.state.app_state,
             subprotocols=self.handshake.subprotocols,
         )
+        if upgrade.tls is not None:
+            scope["extensions"]["tls"] = upgrade.tls
         self.session = WebSocketSession(self, scope, self.config.ws_max_queue, handshake=self.handshake,
                                         defaults=self.state.defaults, deflate=self._deflate_settings())
         if upgrade.leftover:
