@@ -107,8 +107,9 @@ class Config:
         1024.0, "Slowest average rate, in bytes per second, at which a request body may arrive once "
         "--timeout-keep-alive seconds have passed; slower ones get 408 (0: no minimum).",
         minimum=0, group="Limits")
-    timeout_graceful_shutdown: float | None = setting(
-        None, "On shutdown, wait at most this many seconds for in-flight requests.",
+    timeout_graceful_shutdown: float = setting(
+        25.0, "On shutdown, wait at most this many seconds for in-flight requests and open "
+        "WebSockets, then cut what is left (25: within Kubernetes' default 30 s grace period).",
         minimum=0, group="Limits")
     limit_concurrency: int | None = setting(
         None, "Answer 503 once this many connections and tasks are in flight.", minimum=1, group="Limits")

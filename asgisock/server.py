@@ -10,6 +10,7 @@ import signal
 import socket
 import sys
 import threading
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -29,6 +30,9 @@ from asgisock.types import ASGIApp, Receive, Send
 EXIT_IMPORT_ERROR = 1
 EXIT_STARTUP_FAILED = 3
 TICK = 0.1
+CUT_GRACE = 0.5
+"""Seconds the apps of connections cut at the drain's deadline have to end on their own, having
+seen the disconnect, before their tasks are cancelled."""
 """How often the main loop looks at ``should_exit`` (set by signals or by an embedding program)."""
 CERTIFICATE_CHECK = 1.0
 """How often, in seconds, the TLS certificate files are looked at for a change."""
@@ -54,7 +58,12 @@ class Server:
         """The TLS certificate in use, with ``--ssl-certfile``."""
         self.state: ServerState | None = None
         self.lifespan: Lifespan | None = None
+        self.restarting = False
+        """The shutdown is a restart: another process takes over (see :meth:`handle_restart`)."""
         self._wakeup: asyncio.Event | None = None
+        self._bound_uds: str | None = None
+        """The UNIX socket file this server created, and removes on exit."""
+        self._cut_connections: list[Any] = []
 
     @property
     def sockets(self) -> list[socket.socket]:
@@ -149,6 +158,7 @@ class Server:
                 os.unlink(config.uds)
             server = await loop.create_unix_server(factory, path=config.uds, backlog=config.backlog)
             os.chmod(config.uds, 0o666)
+            self._bound_uds = config.uds
             self.servers.append(server)
         else:
             server = await loop.create_server(factory, host=config.host, port=config.port,
@@ -177,6 +187,7 @@ class Server:
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             sock.bind(config.uds)
             os.chmod(config.uds, 0o666)
+            self._bound_uds = config.uds
         else:
             infos = socket.getaddrinfo(config.host, config.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
             family, kind, proto, _, address = infos[0]
@@ -202,36 +213,58 @@ class Server:
         error_logger.info("asgisock running on %s (Press CTRL+C to quit)", where)
 
     async def _shutdown(self, state: ServerState) -> None:
+        """The drain: stop listening at once, let what is in flight finish until the deadline,
+        then cut what is left; the lifespan shutdown runs in every case."""
         error_logger.info("Shutting down")
         for server in self.servers:
             server.close()
-        for connection in list(state.connections):
-            connection.shutdown()
-        await self._wait_for(lambda: not state.connections and not state.tasks, "connections to close")
-        for task in list(state.tasks):
-            task.cancel()
-        for connection in list(state.connections):
-            connection.transport.abort()
-        if state.tasks:
-            await asyncio.wait(list(state.tasks), timeout=1.0)
+        connections = list(state.connections)
+        # Each connection says what it was doing: idle ones close now, in-flight responses
+        # finish with ``Connection: close``, WebSockets get their close frame.
+        kinds = Counter(connection.shutdown(restart=self.restarting) for connection in connections)
+        if connections:
+            error_logger.info("Draining %d connections: %d requests in flight, %d WebSockets, %d idle closed",
+                              len(connections), kinds["request"], kinds["websocket"], kinds["idle"])
+        if not await self._wait_for(lambda: not state.connections and not state.tasks, "connections to close"):
+            await self._cut(state)
+        if connections:
+            cut = len(self._cut_connections)
+            error_logger.info("Drain done: %d of %d connections finished, %d cut",
+                              len(connections) - cut, len(connections), cut)
         if self.lifespan is not None and not self.force_exit:
             await self.lifespan.shutdown()
-        if self.config.uds:
+        if self._bound_uds is not None:
             with contextlib.suppress(OSError):
-                os.unlink(self.config.uds)
+                os.unlink(self._bound_uds)
 
-    async def _wait_for(self, done: Callable[[], bool], what: str) -> None:
-        """Wait until ``done()`` or the graceful-shutdown timeout or a forced exit."""
-        timeout = self.config.timeout_graceful_shutdown
+    async def _cut(self, state: ServerState) -> None:
+        """The deadline: drop the connections left, so that their apps see ``http.disconnect`` or
+        ``websocket.disconnect``; then cancel the tasks of apps that ignore it."""
+        self._cut_connections = list(state.connections)
+        for connection in self._cut_connections:
+            connection.transport.abort()
+        if state.tasks and not self.force_exit:
+            await asyncio.wait(list(state.tasks), timeout=CUT_GRACE)
+        for task in list(state.tasks):
+            task.cancel()
+        if state.tasks:
+            await asyncio.wait(list(state.tasks), timeout=1.0)
+
+    async def _wait_for(self, done: Callable[[], bool], what: str) -> bool:
+        """Wait until ``done()`` (True), or the graceful-shutdown deadline or a forced exit (False)."""
         loop = asyncio.get_running_loop()
-        deadline = None if timeout is None else loop.time() + timeout
+        deadline = loop.time() + self.config.timeout_graceful_shutdown
         if not done():
             error_logger.info("Waiting for %s. (CTRL+C to force quit)", what)
-        while not done() and not self.force_exit:
-            if deadline is not None and loop.time() >= deadline:
-                error_logger.warning("Graceful shutdown timed out; cancelling what is left.")
-                return
+        while not done():
+            if self.force_exit:
+                return False
+            if loop.time() >= deadline:
+                error_logger.warning("Graceful shutdown timed out after %g s; cutting what is left.",
+                                     self.config.timeout_graceful_shutdown)
+                return False
             await asyncio.sleep(TICK / 2)
+        return True
 
     @contextlib.contextmanager
     def _capture_signals(self) -> Iterator[None]:
@@ -252,12 +285,17 @@ class Server:
                 signal.signal(sig, previous[sig])  # the embedding program's own handlers
 
     def handle_exit(self, sig: int) -> None:
-        """First signal: graceful shutdown; a second one: stop waiting for anything."""
-        if self.should_exit and sig == signal.SIGINT:
+        """First SIGINT or SIGTERM: graceful shutdown; a second one: stop waiting for anything."""
+        if self.should_exit:
             self.force_exit = True
         self.should_exit = True
-        if self._wakeup is not None:
-            self._wakeup.set()
+        self._wake()
+
+    def handle_restart(self) -> None:
+        """Stop gracefully because a new process takes over (a rolling restart, a reload):
+        WebSockets are closed with 1012 (service restart) rather than 1001 (going away)."""
+        self.restarting = True
+        self.handle_exit(signal.SIGTERM)
 
     def handle_hangup(self) -> None:
         """SIGHUP: load the TLS certificate again (new connections get it; open ones keep theirs)."""
@@ -266,8 +304,10 @@ class Server:
         else:
             error_logger.info("SIGHUP: nothing to reload (no --ssl-certfile)")
 
-    def request_exit(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Ask a server running in ``loop`` (possibly another thread) to shut down gracefully."""
+    def request_exit(self, loop: asyncio.AbstractEventLoop, *, restart: bool = False) -> None:
+        """Ask a server running in ``loop`` (possibly another thread) to shut down gracefully;
+        ``restart`` when another server takes over (WebSockets get 1012 instead of 1001)."""
+        self.restarting = self.restarting or restart
         self.should_exit = True
         loop.call_soon_threadsafe(self._wake)
 

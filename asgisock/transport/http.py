@@ -358,16 +358,18 @@ class HTTPProtocol(WriteFlow, asyncio.Protocol):
             self.idle_timer = None
 
     # -- shutdown --------------------------------------------------------------------------
-    def shutdown(self) -> None:
-        """Close now if idle, else after the response in flight."""
+    def shutdown(self, *, restart: bool = False) -> str:
+        """The server drains: close now if idle (``"idle"``), else after the response in flight
+        (``"request"``), which the response writer marks ``Connection: close`` if its head has
+        not gone out yet. Pipelined requests not started are dropped; the client retries them."""
         self.closing = True
         self.pending.clear()
         if self.cycle is None:
             if not self.closed:
                 self.transport.close()
-        else:
-            self.cycle.close_after_response()
-
+            return "idle"
+        self.cycle.close_after_response()
+        return "request"
 
 
 class BodyClock:
