@@ -115,6 +115,27 @@ class Config:
         None, "Answer 503 once this many connections and tasks are in flight.", minimum=1, group="Limits")
     max_header_size: int = setting(65536, "Largest request head (request line and headers) in bytes; "
                                    "larger ones get 431.", minimum=1024, group="Limits")
+    # -- processes
+    workers: int | None = setting(
+        None, "Run this many worker processes under a supervisor that binds once, replaces a worker "
+        "that dies and restarts them one at a time on SIGHUP (default: one process without a "
+        "supervisor, or $WEB_CONCURRENCY).", minimum=1, env_alias="WEB_CONCURRENCY", group="Processes")
+    timeout_worker_healthcheck: float = setting(
+        5.0, "Replace a serving worker whose event loop has not answered the supervisor's heartbeat "
+        "for this many seconds (a worker still starting up is never killed for being slow).",
+        minimum=0.1, requires="workers", group="Processes")
+    limit_max_requests: int | None = setting(
+        None, "Replace a worker, without a gap, after about this many requests.",
+        minimum=1, requires="workers", group="Processes")
+    limit_max_requests_jitter: int = setting(
+        0, "Add a random 0 to this many requests to --limit-max-requests for each worker, so that the "
+        "workers are not all replaced at once.", minimum=0, requires="limit_max_requests", group="Processes")
+    limit_max_rss: int | None = setting(
+        None, "Replace a worker, without a gap, once its resident memory is over this many MiB.",
+        minimum=1, requires="workers", group="Processes")
+    reuse_port: bool = setting(
+        False, "Give each worker its own SO_REUSEPORT listening socket, so that the kernel spreads new "
+        "connections evenly over the workers (TCP only).", requires="workers", group="Processes")
     # -- WebSocket
     ws_max_size: int = setting(16 * 2**20, "Largest incoming WebSocket message in bytes (after "
                                "decompression); larger ones close the connection with 1009.",
@@ -188,6 +209,8 @@ class Config:
         self.header_pairs = [_header_pair(header) for header in self.headers]
         if self.fd is not None and self.uds:
             raise ConfigError("--fd", "cannot be combined with --uds")
+        if self.reuse_port and (self.fd is not None or self.uds):
+            raise ConfigError("--reuse-port", "needs a TCP --host and --port, not --fd or --uds")
         try:
             self.trusted_proxies = TrustedProxies(
                 DEFAULT_FORWARDED_ALLOW_IPS if self.forwarded_allow_ips is None else self.forwarded_allow_ips)

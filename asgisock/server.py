@@ -14,12 +14,14 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+from asgisock.binding import bind_sockets, describe_listener
 from asgisock.config import Config, environ_settings
 from asgisock.envfile import load_env_file
-from asgisock.exceptions import AppImportError, ConfigError
+from asgisock.exceptions import EXIT_IMPORT_ERROR, EXIT_STARTUP_FAILED, AppImportError, ConfigError
 from asgisock.importer import is_asgi3, load_app
 from asgisock.lifespan import Lifespan
 from asgisock.logging import configure_logging, error_logger
+from asgisock.supervisor import supervise
 from asgisock.transport.accept import Acceptor
 from asgisock.transport.http import HTTPProtocol
 from asgisock.transport.state import ServerState
@@ -27,8 +29,6 @@ from asgisock.transport.tls import Certificates
 from asgisock.transport.websocket import upgrade_to_websocket
 from asgisock.types import ASGIApp, Receive, Send
 
-EXIT_IMPORT_ERROR = 1
-EXIT_STARTUP_FAILED = 3
 TICK = 0.1
 CUT_GRACE = 0.5
 """Seconds the apps of connections cut at the drain's deadline have to end on their own, having
@@ -45,10 +45,13 @@ class Server:
     to stop gracefully, and ``force_exit`` to stop without waiting for in-flight requests.
     """
 
-    def __init__(self, config: Config, *, on_started: Callable[[Server], None] | None = None) -> None:
+    def __init__(self, config: Config, *, on_started: Callable[[Server], None] | None = None,
+                 announce: bool = True) -> None:
         self.config = config
         self.on_started = on_started
         """Called once the sockets listen (tests use it to learn the port)."""
+        self.announce = announce
+        """Log where the server listens (a supervisor's worker leaves it to the supervisor)."""
         self.should_exit = False
         self.force_exit = False
         self.started = False
@@ -107,7 +110,8 @@ class Server:
             error_logger.error("Cannot listen on %s: %s", config.bind_description, exc)
             return
         self.started = True
-        self._log_started()
+        if self.announce:
+            error_logger.info("asgisock running on %s (Press CTRL+C to quit)", describe_listener(config, self.sockets))
         if self.on_started is not None:
             self.on_started(self)
         self._wakeup = asyncio.Event()
@@ -176,41 +180,10 @@ class Server:
 
     def _bind(self) -> list[socket.socket]:
         """The listening socket the settings describe, as :meth:`loop.create_server` would bind it."""
-        config = self.config
-        if config.fd is not None:
-            return [socket.fromfd(config.fd, socket.AF_INET, socket.SOCK_STREAM)]
-        if config.uds:
-            if os.path.exists(config.uds) and not _is_socket(config.uds):
-                raise ConfigError("--uds", f"{config.uds} exists and is not a socket")
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(config.uds)
-            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            sock.bind(config.uds)
-            os.chmod(config.uds, 0o666)
-            self._bound_uds = config.uds
-        else:
-            infos = socket.getaddrinfo(config.host, config.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
-            family, kind, proto, _, address = infos[0]
-            sock = socket.socket(family, kind, proto)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            if family == socket.AF_INET6:
-                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-            sock.bind(address)
-        sock.listen(config.backlog)
-        return [sock]
-
-    def _log_started(self) -> None:
-        config = self.config
-        if config.uds:
-            where = f"unix:{config.uds}"
-        else:
-            name = self.sockets[0].getsockname() if self.sockets else (config.host, config.port)
-            if isinstance(name, str):
-                where = f"unix:{name}"
-            else:
-                host = f"[{name[0]}]" if ":" in name[0] else name[0]
-                where = f"{config.url_scheme}://{host}:{name[1]}"
-        error_logger.info("asgisock running on %s (Press CTRL+C to quit)", where)
+        sockets = bind_sockets(self.config)
+        if self.config.uds and self.config.fd is None:
+            self._bound_uds = self.config.uds
+        return sockets
 
     async def _shutdown(self, state: ServerState) -> None:
         """The drain: stop listening at once, let what is in flight finish until the deadline,
@@ -218,13 +191,16 @@ class Server:
         error_logger.info("Shutting down")
         for server in self.servers:
             server.close()
+        for _ in range(2):  # connections accepted just before the close reach their protocol
+            await asyncio.sleep(0)
         connections = list(state.connections)
         # Each connection says what it was doing: idle ones close now, in-flight responses
         # finish with ``Connection: close``, WebSockets get their close frame.
         kinds = Counter(connection.shutdown(restart=self.restarting) for connection in connections)
         if connections:
-            error_logger.info("Draining %d connections: %d requests in flight, %d WebSockets, %d idle closed",
-                              len(connections), kinds["request"], kinds["websocket"], kinds["idle"])
+            error_logger.info("Draining %d connections: %d requests in flight, %d awaited, %d WebSockets, "
+                              "%d idle closed", len(connections), kinds["request"], kinds["awaited"],
+                              kinds["websocket"], kinds["idle"])
         if not await self._wait_for(lambda: not state.connections and not state.tasks, "connections to close"):
             await self._cut(state)
         if connections:
@@ -354,12 +330,18 @@ def run(app: ASGIApp | str, **settings: Any) -> None:
     (``run("main:app", port=9000, access_log=False)``). A setting not given as a keyword is
     read from its ``ASGISOCK_*`` environment variable, as the ``asgisock`` command reads it, so
     a script calling ``run()`` is configured the way the command is. Exits the process with
-    code 1 when the app cannot be imported and 3 when its lifespan startup fails.
+    code 1 when the app cannot be imported and 3 when its lifespan startup fails. With
+    ``workers``, a supervisor runs the workers (``app`` must then be an import string).
     """
     config = Config(app, **{**environ_settings(settings), **settings})
     configure_logging(config.log_level, config.log_config, config.access_log)
     if config.env_file:
-        load_env_file(config.env_file)
+        load_env_file(config.env_file)  # before the workers start: they inherit the environment
+    if config.workers is not None:
+        code = supervise(config)
+        if code:
+            sys.exit(code)
+        return
     server = Server(config)
     try:
         server.run()

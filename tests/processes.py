@@ -55,6 +55,19 @@ class Output:
                     raise AssertionError(f"{text!r} never appeared in:\n" + "\n".join(self.lines))
                 self._changed.wait(remaining)
 
+    def wait_count(self, text: str, count: int, seconds: float = 10) -> list[str]:
+        """The first ``count`` lines that contain ``text``, waiting for the child to write them."""
+        deadline = time.monotonic() + timeout(seconds)
+        with self._changed:
+            while True:
+                found = [line for line in self.lines if text in line]
+                if len(found) >= count:
+                    return found[:count]
+                remaining = deadline - time.monotonic()
+                if self.closed or remaining <= 0:
+                    raise AssertionError(f"{text!r} did not appear {count} times in:\n" + "\n".join(self.lines))
+                self._changed.wait(remaining)
+
     def join(self) -> None:
         self._thread.join(timeout(10))
         assert not self._thread.is_alive()

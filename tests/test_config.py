@@ -95,7 +95,8 @@ def _requirements(name: str, file: Path) -> dict[str, Any]:
     needed: dict[str, Any] = {}
     required = SETTINGS[name].declared.requires
     while required is not None:
-        needed[required] = str(file) if SETTINGS[required].kind == "file" else "x"
+        kind = SETTINGS[required].kind
+        needed[required] = str(file) if kind == "file" else 1 if kind in ("int", "float") else "x"
         required = SETTINGS[required].declared.requires
     return needed
 

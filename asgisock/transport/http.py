@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Final, cast
 
 from asgisock.asgi.http_cycle import HTTPCycle
 from asgisock.asgi.scope import http_scope
-from asgisock.http11.connection import HTTP11Connection
+from asgisock.http11.connection import HTTP11Connection, ParserState
 from asgisock.http11.events import END_OF_MESSAGE, EndOfMessage, Event, Request, RequestError
 from asgisock.http11.writer import ResponseWriter, error_response
 from asgisock.logging import TRACE, error_logger
@@ -132,7 +132,7 @@ class HTTPProtocol(WriteFlow, asyncio.Protocol):
                 if cycle is not None and cycle.feed_body(event):  # type: ignore[arg-type]
                     self._update_reading()
             elif kind is Request:
-                if self.cycle is not None or self.closing:
+                if self.cycle is not None:
                     self._defer(events, index)
                     return
                 # A request whose end is already read (no body, the usual keep-alive read)
@@ -159,6 +159,7 @@ class HTTPProtocol(WriteFlow, asyncio.Protocol):
 
     def _start_cycle(self, request: Request, *, complete: bool = False) -> None:
         """Hand a request to the app; ``complete`` when its end (no body) is already read."""
+        self.state.requests += 1
         if not complete:
             # From here the clock runs only while the request body is awaited from the client.
             self.idle_since = now = self.loop.time()
@@ -359,17 +360,22 @@ class HTTPProtocol(WriteFlow, asyncio.Protocol):
 
     # -- shutdown --------------------------------------------------------------------------
     def shutdown(self, *, restart: bool = False) -> str:
-        """The server drains: close now if idle (``"idle"``), else after the response in flight
-        (``"request"``), which the response writer marks ``Connection: close`` if its head has
-        not gone out yet. Pipelined requests not started are dropped; the client retries them."""
+        """The server drains: close after the response in flight (``"request"``), which the
+        response writer marks ``Connection: close`` if its head has not gone out yet; close now
+        a connection idle between two requests (``"idle"``: RFC 9112 §9.3.1 lets its client
+        retry a request it sends meanwhile). A connection that has not yet carried a request,
+        or is in the middle of a request head, gets to send it (``"awaited"``): its client could
+        not tell a close from a failure. Pipelined requests not started are dropped."""
         self.closing = True
         self.pending.clear()
-        if self.cycle is None:
+        if self.cycle is not None:
+            self.cycle.close_after_response()
+            return "request"
+        if self.writer.reused and self.conn.state is ParserState.IDLE:
             if not self.closed:
                 self.transport.close()
             return "idle"
-        self.cycle.close_after_response()
-        return "request"
+        return "awaited"
 
 
 class BodyClock:

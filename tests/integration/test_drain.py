@@ -146,9 +146,26 @@ def test_drain_closes_idle_connections_and_finishes_the_one_in_flight(launch: La
     assert data.startswith(b"HTTP/1.1 200 OK\r\n")
     assert b"connection: close\r\n" in data.lower()
     assert cli.wait() == 0, cli.stderr.text
-    assert "Draining 2 connections: 1 requests in flight, 0 WebSockets, 1 idle closed" in cli.stderr.text
+    assert "Draining 2 connections: 1 requests in flight, 0 awaited, 0 WebSockets, 1 idle closed" in cli.stderr.text
     assert "Drain done: 2 of 2 connections finished, 0 cut" in cli.stderr.text
     assert cli.stdout.lines[-1] == "lifespan shutdown"
+
+
+def test_drain_answers_a_connection_that_had_not_sent_its_request_yet(launch: Launcher, loop: str) -> None:
+    cli = launch("drainapp:app", "--port", "0", "--loop", loop, "--log-level", "trace")
+    with cli.connect() as fresh, cli.connect() as partial:
+        partial.sendall(b"GET / HTTP/1.1\r\n")
+        cli.stderr.wait_count("HTTP connection made", 2)  # both accepted by the server
+        cli.send_signal(signal.SIGTERM)
+        cli.stderr.wait_for("Waiting for connections to close")
+        get(fresh, "/")
+        partial.sendall(b"Host: x\r\n\r\n")
+        for sock in (fresh, partial):
+            data = read_until_closed(sock)
+            assert data.startswith(b"HTTP/1.1 200 OK\r\n")
+            assert b"connection: close\r\n" in data.lower()
+    assert cli.wait() == 0, cli.stderr.text
+    assert "Draining 2 connections: 0 requests in flight, 2 awaited, 0 WebSockets, 0 idle closed" in cli.stderr.text
 
 
 def test_the_deadline_disconnects_streams_and_long_polls_and_cancels_the_rest(launch: Launcher, loop: str) -> None:
@@ -185,7 +202,7 @@ def test_websockets_get_1001_going_away(launch: Launcher, loop: str, sig: signal
         assert ws.close_code == 1001
     assert cli.wait() == 0, cli.stderr.text
     assert "ws disconnect 1001" in cli.stdout.lines
-    assert "Draining 1 connections: 0 requests in flight, 1 WebSockets, 0 idle closed" in cli.stderr.text
+    assert "Draining 1 connections: 0 requests in flight, 0 awaited, 1 WebSockets, 0 idle closed" in cli.stderr.text
     assert "Drain done: 1 of 1 connections finished, 0 cut" in cli.stderr.text
 
 
