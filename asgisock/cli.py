@@ -39,7 +39,9 @@ def _print_version(ctx: click.Context, param: click.Parameter, value: bool) -> N
 def _serve(app: str, **settings: Any) -> None:
     from asgisock.server import run
 
-    settings["headers"] = list(settings["headers"])
+    for item in SETTINGS.values():
+        if item.kind == "list":
+            settings[item.name] = list(settings[item.name])  # click gives a tuple
     run(app, **settings)  # every setting is given, so run() has no environment left to read
 
 

@@ -55,7 +55,8 @@ class Declaration:
     metavar: str | None = None
     group: str = "Server"
     requires: str | None = None
-    """Another setting this one means nothing without, when set to other than its default."""
+    """Another setting this one means nothing without, when set to other than its default: the
+    other must be set to other than its own default too."""
     env_alias: str | None = None
     """A second environment variable read when ``ASGISOCK_<NAME>`` is unset (uvicorn's own name
     for it, so that a deployment moves over unchanged)."""
@@ -136,6 +137,24 @@ class Config:
     reuse_port: bool = setting(
         False, "Give each worker its own SO_REUSEPORT listening socket, so that the kernel spreads new "
         "connections evenly over the workers (TCP only).", requires="workers", group="Processes")
+    # -- reload
+    reload: bool = setting(
+        False, "Restart the workers when a source file changes (with the 'reload' extra: "
+        "pip install 'asgisock[reload]'); combines with --workers.", group="Reload")
+    reload_dirs: list[str] = setting(
+        [], "Watch this directory for changes (repeatable; default: the current directory).",
+        flag_name="reload_dir", metavar="DIR", requires="reload", group="Reload")
+    reload_includes: list[str] = setting(
+        [], "Also restart on changes to files matching this glob (repeatable; '*.py' always, unless "
+        "given to --reload-exclude).", flag_name="reload_include", metavar="GLOB", requires="reload",
+        group="Reload")
+    reload_excludes: list[str] = setting(
+        [], "Ignore changes to files matching this glob (repeatable; besides '.*', '*.py[cod]', "
+        "'*.sw?', '*~' and '__pycache__').", flag_name="reload_exclude", metavar="GLOB", requires="reload",
+        group="Reload")
+    reload_delay: float = setting(
+        0.25, "Seconds to wait after a change for more changes before restarting.",
+        minimum=0, requires="reload", group="Reload")
     # -- WebSocket
     ws_max_size: int = setting(16 * 2**20, "Largest incoming WebSocket message in bytes (after "
                                "decompression); larger ones close the connection with 1009.",
@@ -218,7 +237,8 @@ class Config:
             raise ConfigError("--forwarded-allow-ips", str(exc)) from None
         for item in SETTINGS.values():
             needed = item.declared.requires
-            if needed is not None and getattr(self, item.name) != item.default and getattr(self, needed) is None:
+            if (needed is not None and getattr(self, item.name) != item.default
+                    and getattr(self, needed) == SETTINGS[needed].default):
                 raise ConfigError(item.flag, f"needs {SETTINGS[needed].flag}")
 
     @property

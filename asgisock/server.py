@@ -331,13 +331,14 @@ def run(app: ASGIApp | str, **settings: Any) -> None:
     read from its ``ASGISOCK_*`` environment variable, as the ``asgisock`` command reads it, so
     a script calling ``run()`` is configured the way the command is. Exits the process with
     code 1 when the app cannot be imported and 3 when its lifespan startup fails. With
-    ``workers``, a supervisor runs the workers (``app`` must then be an import string).
+    ``workers`` or ``reload``, a supervisor runs the workers (``app`` must then be an import
+    string).
     """
     config = Config(app, **{**environ_settings(settings), **settings})
     configure_logging(config.log_level, config.log_config, config.access_log)
     if config.env_file:
         load_env_file(config.env_file)  # before the workers start: they inherit the environment
-    if config.workers is not None:
+    if config.workers is not None or config.reload:
         code = supervise(config)
         if code:
             sys.exit(code)

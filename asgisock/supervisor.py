@@ -89,6 +89,10 @@ class Supervisor:
     announced: bool = False
     to_replace: deque[WorkerProcess] = field(default_factory=deque)
     signals: deque[int] = field(default_factory=deque)
+    changes: deque[list[str]] = field(default_factory=deque)
+    """Batches of changed files, from the ``--reload`` watcher's thread."""
+    waiting_for_change: bool = False
+    """``--reload``: the app failed to start; no worker is started until the files change."""
 
     def __post_init__(self) -> None:
         self.target = self.config.workers or 1
@@ -109,7 +113,7 @@ class Supervisor:
             return EXIT_IMPORT_ERROR
         error_logger.info("Started supervisor process [%d] for %d workers", os.getpid(), self.target)
         try:
-            with self._signals():
+            with self._signals(), self._watching():
                 self._loop()
         finally:
             self._close()
@@ -162,6 +166,52 @@ class Supervisor:
             self.selector.unregister(wake_read)
             os.close(wake_read)
             os.close(wake_write)
+
+    @contextlib.contextmanager
+    def _watching(self) -> Iterator[None]:
+        """``--reload``: the watcher's thread hands batches of changes over through a pipe."""
+        if not self.config.reload:
+            yield
+            return
+        from asgisock.reload import Watcher
+
+        wake_read, wake_write = os.pipe()
+        os.set_blocking(wake_read, False)
+        self.selector.register(wake_read, selectors.EVENT_READ, lambda: self._changed(wake_read))
+
+        def changed(paths: list[str]) -> None:
+            self.changes.append(paths)
+            os.write(wake_write, b"!")
+
+        watcher = Watcher(self.config, changed)
+        watcher.start()
+        try:
+            yield
+        finally:
+            watcher.stop()
+            self.selector.unregister(wake_read)
+            os.close(wake_read)
+            os.close(wake_write)
+
+    def _changed(self, wake_read: int) -> None:
+        _drain(wake_read)
+        paths = [path for batch in self.changes for path in batch]
+        self.changes.clear()
+        if not paths or self.stopping:
+            return
+        shown = ", ".join(os.path.relpath(path) for path in paths[:3]) + (" ..." if len(paths) > 3 else "")
+        error_logger.info("Changes detected in %s: restarting", shown)
+        self.crashes = 0
+        self.next_start = 0.0
+        if self.waiting_for_change:
+            self.waiting_for_change = False  # the workers start afresh
+            return
+        serving = [w for w in self.workers if w.stopping_since is None]
+        for worker in serving:
+            if worker.replaces is not None:  # still starting with code older than the change
+                self._signal(worker, signal.SIGKILL)
+                worker.stopping_since = time.monotonic()
+        self.to_replace = deque(w for w in serving if w.replaces is None)
 
     def _record(self, sig: int, frame: Any) -> None:
         if sig != signal.SIGCHLD:
@@ -303,9 +353,13 @@ class Supervisor:
             error_logger.info("Worker [%d] stopped (%s)", worker.pid, how)
             return
         if worker.replaces is not None:
-            error_logger.error("Worker [%d] %s before serving: restart abandoned, the old workers keep serving",
-                               worker.pid, how)
+            error_logger.error("Worker [%d] %s before serving: restart abandoned, the old workers keep serving%s",
+                               worker.pid, how, " until the next change" if self.config.reload else "")
             self.to_replace.clear()
+            return
+        if not worker.ready and self.config.reload:
+            error_logger.error("Worker [%d] %s at startup: waiting for a change to the files", worker.pid, how)
+            self.waiting_for_change = True
             return
         if not worker.ready and (code == EXIT_STARTUP_FAILED or (code == EXIT_IMPORT_ERROR and not self.ever_ready)):
             error_logger.error("Worker [%d] %s at startup: stopping, as a new worker would fail the same way",
@@ -352,7 +406,7 @@ class Supervisor:
         """Start workers up to the target, and retire the newest ones beyond it."""
         regular = [w for w in self.workers if w.stopping_since is None and w.replaces is None]
         missing = self.target - len(regular)
-        if missing > 0 and now >= self.next_start:
+        if missing > 0 and now >= self.next_start and not self.waiting_for_change:
             for _ in range(missing):
                 if self._start() is None:
                     break

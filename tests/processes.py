@@ -134,13 +134,15 @@ def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
 class Launcher:
     """Starts ``asgisock`` processes in the app directory and kills what is left at teardown."""
 
-    def __init__(self, cwd: Path) -> None:
+    def __init__(self, cwd: Path, env: dict[str, str] | None = None) -> None:
         self.cwd = cwd
+        self.env = env or {}
+        """Variables every process started gets, besides those of each call."""
         self.started: list[Cli] = []
 
     def __call__(self, *args: str, env: dict[str, str] | None = None,
                  pass_fds: tuple[int, ...] = ()) -> Cli:
-        cli = Cli(list(args), cwd=self.cwd, env=env, pass_fds=pass_fds)
+        cli = Cli(list(args), cwd=self.cwd, env={**self.env, **(env or {})}, pass_fds=pass_fds)
         self.started.append(cli)
         return cli
 

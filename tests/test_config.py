@@ -96,7 +96,8 @@ def _requirements(name: str, file: Path) -> dict[str, Any]:
     required = SETTINGS[name].declared.requires
     while required is not None:
         kind = SETTINGS[required].kind
-        needed[required] = str(file) if kind == "file" else 1 if kind in ("int", "float") else "x"
+        needed[required] = (str(file) if kind == "file" else 1 if kind in ("int", "float")
+                            else True if kind == "bool" else "x")
         required = SETTINGS[required].declared.requires
     return needed
 

@@ -53,7 +53,9 @@ ALLOWED: Final[dict[str, frozenset[str]]] = {
     # only the worker, a fresh process, runs one.
     "binding": frozenset({"config", "exceptions"}),
     "link": frozenset(),
-    "supervisor": SHARED | {"binding", "link"},
+    "supervisor": SHARED | {"binding", "link", "reload"},
+    # --reload's file watcher, a thread of the supervisor's.
+    "reload": SHARED,
     "worker": SHARED | {"server", "binding", "link"},
     "cli": frozenset({"asgisock", "config", "exceptions", "server", "ws"}),
     "__main__": frozenset({"cli"}),
