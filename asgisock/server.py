@@ -62,7 +62,8 @@ class Server:
         self.state: ServerState | None = None
         self.lifespan: Lifespan | None = None
         self.restarting = False
-        """The shutdown is a restart: another process takes over (see :meth:`handle_restart`)."""
+        self._exit_signals = 0
+        """The shutdown is a restart: another process takes over (see :meth:`stop`)."""
         self._wakeup: asyncio.Event | None = None
         self._bound_uds: str | None = None
         """The UNIX socket file this server created, and removes on exit."""
@@ -262,16 +263,18 @@ class Server:
 
     def handle_exit(self, sig: int) -> None:
         """First SIGINT or SIGTERM: graceful shutdown; a second one: stop waiting for anything."""
-        if self.should_exit:
-            self.force_exit = True
+        self._exit_signals += 1
+        self.stop(force=self._exit_signals > 1)
+
+    def stop(self, *, restart: bool = False, force: bool = False) -> None:
+        """Shut down, from the server's own loop: gracefully, or at once with ``force``; with
+        ``restart`` when another process takes over (a rolling restart, a reload), so that
+        WebSockets are closed with 1012 (service restart) rather than 1001 (going away). Not a
+        signal: a SIGTERM after it is still the first one."""
+        self.restarting = self.restarting or restart
+        self.force_exit = self.force_exit or force
         self.should_exit = True
         self._wake()
-
-    def handle_restart(self) -> None:
-        """Stop gracefully because a new process takes over (a rolling restart, a reload):
-        WebSockets are closed with 1012 (service restart) rather than 1001 (going away)."""
-        self.restarting = True
-        self.handle_exit(signal.SIGTERM)
 
     def handle_hangup(self) -> None:
         """SIGHUP: load the TLS certificate again (new connections get it; open ones keep theirs)."""

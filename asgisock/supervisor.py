@@ -238,10 +238,9 @@ class Supervisor:
     def _stop_all(self, why: str) -> None:
         now = time.monotonic()
         if self.stopping:
-            # A second signal: each worker takes a second SIGTERM as "stop waiting".
             error_logger.info("%s again: stopping the workers at once", why)
             for worker in self.workers:
-                self._signal(worker, signal.SIGTERM)
+                self._tell(worker, "force")
             self.stop_deadline = min(self.stop_deadline, now + FORCE_GRACE)
             return
         self.stopping = True
@@ -250,7 +249,7 @@ class Supervisor:
         for worker in self.workers:
             if worker.stopping_since is None:
                 worker.stopping_since = now
-                self._signal(worker, signal.SIGTERM)
+                self._tell(worker, "stop")
 
     # -- workers -----------------------------------------------------------------------------
     def _start(self, replaces: WorkerProcess | None = None) -> WorkerProcess | None:
@@ -324,7 +323,13 @@ class Supervisor:
     def _retire(self, worker: WorkerProcess) -> None:
         """Stop ``worker`` because another process takes over: its WebSockets get 1012."""
         worker.stopping_since = time.monotonic()
-        if not worker.link.send("restart"):
+        self._tell(worker, "restart")
+
+    def _tell(self, worker: WorkerProcess, command: str) -> None:
+        """``stop``, ``restart`` or ``force``, over the link rather than as a signal: a worker
+        that got the same SIGTERM straight from a service manager (systemd signals the whole
+        control group) must not take ours for a second one. SIGTERM when the link is gone."""
+        if not worker.link.send(command):
             self._signal(worker, signal.SIGTERM)
 
     def _signal(self, worker: WorkerProcess, sig: int) -> None:

@@ -4,7 +4,8 @@ A worker is the ordinary single-process :class:`~asgisock.server.Server` on the 
 supervisor bound (or, with ``--reuse-port``, on its own ``SO_REUSEPORT`` socket), plus its end
 of the :class:`~asgisock.link.Link`: it says ``ready`` once it listens, beats from its event
 loop, asks to be replaced when it passed ``--limit-max-requests`` or ``--limit-max-rss``, and
-stops on ``restart`` (WebSockets get 1012), on SIGTERM (1001), or when the supervisor is gone.
+stops on ``restart`` (WebSockets get 1012), on ``stop`` or SIGTERM (1001; the same stop asked
+both ways is one stop), at once on ``force``, or when the supervisor is gone.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ import asyncio
 import json
 import os
 import resource
-import signal
 import socket
 import sys
 from typing import Any
@@ -81,13 +81,16 @@ class Worker:
             asyncio.get_running_loop().remove_reader(self.link.fileno())
             if not self.server.should_exit:
                 error_logger.warning("The supervisor is gone: shutting down")
-                self.server.handle_exit(signal.SIGTERM)
+                self.server.stop()
             return
+        server = self.server
         for kind, _ in messages:
-            if kind == "restart" and not self.server.should_exit:
-                self.server.handle_restart()
-            elif kind == "stop" and not self.server.should_exit:
-                self.server.handle_exit(signal.SIGTERM)
+            if kind == "restart" and not server.should_exit:
+                server.stop(restart=True)
+            elif kind == "stop":
+                server.stop()
+            elif kind == "force":
+                server.stop(force=True)
 
 
 def resident_mib() -> float:

@@ -21,7 +21,7 @@ import trustme
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect as ws_connect
 
-from tests.processes import Cli, Launcher
+from tests.processes import Cli, Launcher, read_until_closed
 from tests.support import timeout
 
 APP_SOURCE = '''
@@ -76,6 +76,10 @@ async def app(scope, receive, send):
     body = str(os.getpid()).encode()
     if scope["path"] == "/block":
         time.sleep(600)
+    elif scope["path"] == "/slow":
+        say("slow started")
+        while (await receive()).get("more_body"):
+            pass
     elif scope["path"] == "/hang":
         say("hang started")
         await asyncio.get_running_loop().create_future()
@@ -232,6 +236,21 @@ def test_a_second_signal_stops_the_workers_at_once(launch: Launcher) -> None:
         cli.stderr.wait_for("Waiting for connections to close")
         cli.send_signal(signal.SIGINT)
         assert cli.wait(seconds=5) == 0
+
+
+def test_sigterm_to_every_process_at_once_still_drains(launch: Launcher) -> None:
+    cli = launch("svapp:app", "--port", "0", "--workers", "1")
+    [worker] = wait_serving(cli, 1)
+    with socket.create_connection(("127.0.0.1", cli.port), timeout=timeout(5)) as sock:
+        sock.sendall(b"POST /slow HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\n")
+        cli.stdout.wait_for("slow started")
+        os.kill(worker, signal.SIGTERM)  # as systemd signals the whole control group
+        cli.send_signal(signal.SIGTERM)
+        cli.stderr.wait_for("Waiting for connections to close")
+        sock.sendall(b"hello")
+        assert read_until_closed(sock).startswith(b"HTTP/1.1 200 OK\r\n")
+    assert cli.wait(seconds=20) == 0
+    assert "lifespan shutdown" in cli.stdout.lines
 
 
 class Load:
