@@ -318,8 +318,8 @@ def test_sigttin_adds_a_worker_and_sigttou_removes_one(launch: Launcher) -> None
     stop(cli)
 
 
-def test_limit_max_requests_recycles_a_worker_without_a_gap(launch: Launcher) -> None:
-    cli = launch("svapp:app", "--port", "0", "--workers", "1", "--no-access-log",
+def test_limit_max_requests_recycles_a_worker_without_a_gap(launch: Launcher, loop: str) -> None:
+    cli = launch("svapp:app", "--port", "0", "--workers", "1", "--no-access-log", "--loop", loop,
                  "--limit-max-requests", "20", "--limit-max-requests-jitter", "5")
     port = cli.port
     [first] = wait_serving(cli, 1)
@@ -335,8 +335,8 @@ def test_limit_max_requests_recycles_a_worker_without_a_gap(launch: Launcher) ->
     stop(cli)
 
 
-def test_limit_max_rss_recycles_a_worker_that_grew(launch: Launcher) -> None:
-    cli = launch("svapp:app", "--port", "0", "--workers", "1", "--limit-max-rss", "120")
+def test_limit_max_rss_recycles_a_worker_that_grew(launch: Launcher, loop: str) -> None:
+    cli = launch("svapp:app", "--port", "0", "--workers", "1", "--loop", loop, "--limit-max-rss", "120")
     port = cli.port
     [first] = wait_serving(cli, 1)
     assert get(port, "/grow")[0] == 200
