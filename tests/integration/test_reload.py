@@ -141,3 +141,15 @@ def test_the_change_filter(tmp_path: Path) -> None:
     # A hidden directory above the watched one is not a reason to ignore everything in it.
     hidden = tmp_path / ".cache" / "project"
     assert ChangeFilter([hidden], [], []).matches(hidden / "main.py")
+
+
+def test_reload_without_watchfiles_says_how_to_get_it(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from asgisock.config import Config
+    from asgisock.exceptions import ConfigError
+    from asgisock.reload import Watcher
+
+    with pytest.raises(ConfigError, match=r"--reload-dir.*is not a directory"):
+        Watcher(Config("reloadapp:app", reload=True, reload_dirs=[str(tmp_path / "missing")]), print)
+    monkeypatch.setitem(__import__("sys").modules, "watchfiles", None)  # as if not installed
+    with pytest.raises(ConfigError, match=r"--reload.*pip install 'asgisock\[reload\]'"):
+        Watcher(Config("reloadapp:app", reload=True), print)

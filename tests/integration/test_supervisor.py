@@ -180,6 +180,28 @@ def test_workers_on_a_unix_socket(launch: Launcher, tmp_path: Path) -> None:
     assert not path.exists()  # removed by the supervisor, which bound it, and only at the end
 
 
+def test_workers_from_web_concurrency_on_a_passed_socket(launch: Launcher) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+        cli = launch("svapp:app", "--fd", str(sock.fileno()), pass_fds=(sock.fileno(),),
+                     env={"WEB_CONCURRENCY": "2"})  # uvicorn's and Heroku's variable
+    cli.stderr.wait_for("Started supervisor process")
+    assert "for 2 workers" in cli.stderr.text
+    assert pid_of(port) in wait_serving(cli, 2)
+    stop(cli)
+
+
+def test_workers_need_an_import_string() -> None:
+    from asgisock.config import Config
+    from asgisock.exceptions import ConfigError
+    from asgisock.supervisor import supervise
+    from tests.apps import hello
+
+    with pytest.raises(ConfigError, match=r"--workers.*import string"):
+        supervise(Config(hello, workers=2, port=0))
+
+
 def test_a_killed_worker_is_replaced_at_once(launch: Launcher, loop: str) -> None:
     cli = launch("svapp:app", "--port", "0", "--workers", "1", "--loop", loop)
     port = cli.port
