@@ -27,6 +27,8 @@ class Link:
         sock.setblocking(False)
         self.sock = sock
         self._buffer = b""
+        self._kept: list[tuple[str, str]] = []
+        """Messages that arrived while :meth:`wait_for` waited for another kind."""
 
     def fileno(self) -> int:
         return self.sock.fileno()
@@ -41,29 +43,39 @@ class Link:
 
     def receive(self) -> list[tuple[str, str]]:
         """The messages read now, as ``(kind, argument)``; LinkClosed at end of stream."""
+        kept, self._kept = self._kept, []
         try:
             data = self.sock.recv(65536)
         except (BlockingIOError, InterruptedError):
-            return []
+            return kept
         except OSError:
             data = b""
         if not data:
+            if kept:
+                return kept  # the end is reported by the next call
             raise LinkClosed
         self._buffer += data
         *lines, self._buffer = self._buffer.split(b"\n")
-        messages = []
+        messages = kept
         for line in lines:
             kind, _, argument = line.decode().partition(" ")
             messages.append((kind, argument))
         return messages
+
+    @property
+    def has_kept(self) -> bool:
+        """Messages are waiting that no new read will announce: call :meth:`receive`."""
+        return bool(self._kept)
 
     def wait_for(self, kind: str, seconds: float) -> str:
         """The argument of the first message of ``kind``, waiting at most ``seconds`` (the
         worker reads its order so, before it has an event loop)."""
         deadline = time.monotonic() + seconds
         while True:
-            for got, argument in self.receive():
+            messages = self.receive()
+            for index, (got, argument) in enumerate(messages):
                 if got == kind:
+                    self._kept = messages[index + 1:]  # what came after it (a stop) still counts
                     return argument
             remaining = deadline - time.monotonic()
             if remaining <= 0:

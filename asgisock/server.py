@@ -190,10 +190,8 @@ class Server:
         """The drain: stop listening at once, let what is in flight finish until the deadline,
         then cut what is left; the lifespan shutdown runs in every case."""
         error_logger.info("Shutting down")
-        for server in self.servers:
-            server.close()
-        for _ in range(2):  # connections accepted just before the close reach their protocol
-            await asyncio.sleep(0)
+        state.draining = True
+        await self._stop_listening(state.loop)
         connections = list(state.connections)
         # Each connection says what it was doing: idle ones close now, in-flight responses
         # finish with ``Connection: close``, WebSockets get their close frame.
@@ -202,7 +200,8 @@ class Server:
             error_logger.info("Draining %d connections: %d requests in flight, %d awaited, %d WebSockets, "
                               "%d idle closed", len(connections), kinds["request"], kinds["awaited"],
                               kinds["websocket"], kinds["idle"])
-        if not await self._wait_for(lambda: not state.connections and not state.tasks, "connections to close"):
+        if not await self._wait_for(lambda: not state.connections and not state.tasks and not self._opening(),
+                                    "connections to close"):
             await self._cut(state)
         if connections:
             cut = len(self._cut_connections)
@@ -214,12 +213,42 @@ class Server:
             with contextlib.suppress(OSError):
                 os.unlink(self._bound_uds)
 
+    async def _stop_listening(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Close the listening sockets, without dropping a connection accepted just before.
+
+        asyncio's own accept loop builds each connection's transport in a task one loop turn
+        after ``accept()``, and that transport cannot attach to a server that is closed
+        (``Server._attach`` asserts), so a connection accepted in the turn of the close would
+        be dropped, and with a request unread, reset. So: stop accepting first (the accept
+        callback is an ordinary reader of the listening socket), let the connections already
+        accepted reach their protocol, then close. uvloop builds the transport at once, and the
+        :class:`Acceptor` lets connections in their handshake finish.
+        """
+        for server in self.servers:
+            if isinstance(server, asyncio.Server):
+                for sock in server.sockets:
+                    loop.remove_reader(sock.fileno())
+        for _ in range(3):
+            await asyncio.sleep(0)
+        for server in self.servers:
+            server.close()
+        for _ in range(2):  # and their connection_made() runs
+            await asyncio.sleep(0)
+
+    def _opening(self) -> bool:
+        """Connections accepted before the listening sockets closed and still in their PROXY
+        header or TLS handshake."""
+        return any(server.opening for server in self.servers if isinstance(server, Acceptor))
+
     async def _cut(self, state: ServerState) -> None:
         """The deadline: drop the connections left, so that their apps see ``http.disconnect`` or
         ``websocket.disconnect``; then cancel the tasks of apps that ignore it."""
         self._cut_connections = list(state.connections)
         for connection in self._cut_connections:
             connection.transport.abort()
+        for server in self.servers:
+            if isinstance(server, Acceptor):
+                server.abort()
         if state.tasks and not self.force_exit:
             await asyncio.wait(list(state.tasks), timeout=CUT_GRACE)
         for task in list(state.tasks):

@@ -91,6 +91,8 @@ class Supervisor:
     signals: deque[int] = field(default_factory=deque)
     changes: deque[list[str]] = field(default_factory=deque)
     """Batches of changed files, from the ``--reload`` watcher's thread."""
+    restarting_all: bool = False
+    """A SIGHUP's or a change's restart of every worker is under way."""
     waiting_for_change: bool = False
     """``--reload``: the app failed to start; no worker is started until the files change."""
 
@@ -212,6 +214,7 @@ class Supervisor:
                 self._signal(worker, signal.SIGKILL)
                 worker.stopping_since = time.monotonic()
         self.to_replace = deque(w for w in serving if w.replaces is None)
+        self.restarting_all = bool(self.to_replace)
 
     def _record(self, sig: int, frame: Any) -> None:
         if sig != signal.SIGCHLD:
@@ -228,6 +231,7 @@ class Supervisor:
                 serving = [w for w in self.workers if w.stopping_since is None and w.replaces is None]
                 error_logger.info("SIGHUP: replacing %d workers one at a time", len(serving))
                 self.to_replace.extend(w for w in serving if w not in self.to_replace)
+                self.restarting_all = bool(self.to_replace)
             elif sig == signal.SIGTTIN:
                 self.target += 1
                 error_logger.info("SIGTTIN: %d workers", self.target)
@@ -311,8 +315,10 @@ class Supervisor:
         error_logger.info("Worker [%d] serving", worker.pid)
         old, worker.replaces = worker.replaces, None
         if old is not None and old in self.workers and old.stopping_since is None:
+            error_logger.info("Worker [%d] takes over from worker [%d]", worker.pid, old.pid)
             self._retire(old)
-        if old is not None and not self.to_replace:
+        if old is not None and self.restarting_all and not self.to_replace:
+            self.restarting_all = False
             error_logger.info("Restart done: every worker replaced")
         serving = sum(w.ready and w.stopping_since is None for w in self.workers)
         if not self.announced and serving >= self.target:
@@ -361,6 +367,7 @@ class Supervisor:
             error_logger.error("Worker [%d] %s before serving: restart abandoned, the old workers keep serving%s",
                                worker.pid, how, " until the next change" if self.config.reload else "")
             self.to_replace.clear()
+            self.restarting_all = False
             return
         if not worker.ready and self.config.reload:
             error_logger.error("Worker [%d] %s at startup: waiting for a change to the files", worker.pid, how)

@@ -44,6 +44,8 @@ class Worker:
         loop = asyncio.get_running_loop()
         self.server.on_started = self._started
         loop.add_reader(self.link.fileno(), self._read)
+        if self.link.has_kept:
+            loop.call_soon(self._read)  # a stop sent along with the order
         beat = loop.create_task(self._beat())
         try:
             await self.server.serve(sockets)

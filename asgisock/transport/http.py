@@ -86,6 +86,8 @@ class HTTPProtocol(WriteFlow, asyncio.Protocol):
         self.idle_timer: asyncio.TimerHandle | None = None
         self.body_clock: BodyClock | None = None
         self.state.connections.add(self)
+        if state.draining:  # accepted just before the server stopped listening
+            self.closing = True
         self._became_idle()
         if error_logger.isEnabledFor(TRACE):
             error_logger.log(TRACE, "%s - HTTP connection made", self.client)

@@ -329,6 +329,18 @@ def test_sighup_replaces_every_worker_without_a_failed_request(launch: Launcher,
     stop(cli)
 
 
+def test_a_stop_during_a_restart_stops_the_worker_still_starting(launch: Launcher) -> None:
+    cli = launch("svapp:app", "--port", "0", "--workers", "1",
+                 env={"SVAPP_MODE": "slow-start", "SVAPP_SLOW": "0.5"})
+    wait_serving(cli, 1)
+    cli.send_signal(signal.SIGHUP)
+    cli.stderr.wait_count("Started server process", 2)  # its successor is in its startup
+    cli.send_signal(signal.SIGTERM)
+    assert cli.wait(seconds=10) == 0, cli.stderr.text
+    assert "killing it" not in cli.stderr.text
+    assert cli.stderr.text.count("] stopped (") == 2
+
+
 def test_sigttin_adds_a_worker_and_sigttou_removes_one(launch: Launcher) -> None:
     cli = launch("svapp:app", "--port", "0", "--workers", "1")
     [first] = wait_serving(cli, 1)
