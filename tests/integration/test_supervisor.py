@@ -237,8 +237,8 @@ def test_an_app_that_cannot_be_imported_exits_1(launch: Launcher) -> None:
 
 def test_a_blocked_worker_is_replaced_and_a_slow_starter_is_not(launch: Launcher, loop: str) -> None:
     cli = launch("svapp:app", "--port", "0", "--workers", "1", "--loop", loop,
-                 "--timeout-worker-healthcheck", "0.5", env={"SVAPP_MODE": "slow-start", "SVAPP_SLOW": "1.5"})
-    port = cli.port  # the startup blocked its event loop three times the health check's limit
+                 "--timeout-worker-healthcheck", "1", env={"SVAPP_MODE": "slow-start", "SVAPP_SLOW": "2"})
+    port = cli.port  # the startup blocked its event loop twice the health check's limit
     [first] = wait_serving(cli, 1)
     assert "heartbeat" not in cli.stderr.text
     with socket.create_connection(("127.0.0.1", port)) as sock:
