@@ -125,10 +125,9 @@ class Acceptor:
             return
         first = await self._peek(conn, 1)
         if first[0] != _TLS_HANDSHAKE:
-            with contextlib.suppress(OSError):
-                if first[:1].isalpha():
-                    conn.send(_PLAIN_HTTP_ANSWER)
-            raise EOFError("plain HTTP sent to the TLS port")
+            plain_http = first[:1].isalpha()
+            _answer_and_close(conn, _PLAIN_HTTP_ANSWER if plain_http else b"")
+            raise EOFError("plain HTTP sent to the TLS port" if plain_http else "neither TLS nor HTTP sent to the TLS port")
         await loop.connect_accepted_socket(factory, conn, ssl=self.certificates.current,
                                            ssl_handshake_timeout=self.timeout)
 
@@ -181,6 +180,20 @@ def _recv_exactly(conn: socket.socket, size: int) -> bytes:
             raise EOFError("closed in the PROXY header")
         data += chunk
     return data
+
+
+def _answer_and_close(conn: socket.socket, answer: bytes) -> None:
+    """Send a short answer and end the connection so that it arrives: what the client sent is
+    read first (closing with unread input resets the connection, and the reset can overtake
+    the answer)."""
+    with contextlib.suppress(OSError):
+        if answer:
+            conn.send(answer)
+        for _ in range(16):
+            if not conn.recv(65536):
+                break
+    with contextlib.suppress(OSError):
+        conn.shutdown(socket.SHUT_WR)
 
 
 def _wake(waiter: asyncio.Future[None]) -> None:

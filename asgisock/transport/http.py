@@ -229,7 +229,7 @@ class HTTPProtocol(WriteFlow, asyncio.Protocol):
         self.pending.clear()
         if not self.closed:
             self.transport.write(error_response(error.status, error.reason))
-            self.transport.close()
+            self._close()
 
     def _body_failed(self, cycle: HTTPCycle, error: RequestError) -> None:
         """The body of a request already handed to the app is malformed.
@@ -247,7 +247,7 @@ class HTTPProtocol(WriteFlow, asyncio.Protocol):
         if not self.closed:
             if answer:
                 self.transport.write(error_response(error.status, error.reason))
-            self.transport.close()
+            self._close()
 
     # -- CycleOwner ------------------------------------------------------------------------
     def write(self, data: bytes) -> None:
@@ -266,7 +266,7 @@ class HTTPProtocol(WriteFlow, asyncio.Protocol):
             return
         if not keep_alive or self.closing:
             self.pending.clear()
-            self.transport.close()
+            self._close()
             return
         if self.pending:
             events = list(self.pending)
@@ -278,6 +278,12 @@ class HTTPProtocol(WriteFlow, asyncio.Protocol):
                 self._became_idle()
         if self.read_paused:
             self._update_reading()
+
+    def _close(self) -> None:
+        """Close once: asyncio's TLS transport forgets its protocol when closed a second time,
+        and fails on the next call."""
+        if not self.transport.is_closing():
+            self.transport.close()
 
     # -- flow control and timers -----------------------------------------------------------
     def _update_reading(self) -> None:
@@ -332,7 +338,7 @@ class HTTPProtocol(WriteFlow, asyncio.Protocol):
             error_logger.info("%s - Request body stalled for %.1f s: closing", format_address(self.client),
                               self.timeout_keep_alive)
             body.disconnect()
-        self.transport.close()
+        self._close()
 
     def _body_too_slow(self, body: HTTPCycle, clock: BodyClock, now: float) -> None:
         """RFC 9110 §15.5.9: 408 when the server "did not receive a complete request message
@@ -346,7 +352,7 @@ class HTTPProtocol(WriteFlow, asyncio.Protocol):
         body.disconnect()
         if answer:
             self.transport.write(error_response(408, "Request Timeout"))
-        self.transport.close()
+        self._close()
 
     def detach(self) -> None:
         """The connection now belongs to another protocol (a WebSocket upgrade)."""
@@ -364,7 +370,7 @@ class HTTPProtocol(WriteFlow, asyncio.Protocol):
         self.pending.clear()
         if self.cycle is None:
             if not self.closed:
-                self.transport.close()
+                self._close()
         else:
             self.cycle.close_after_response()
 
