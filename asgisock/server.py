@@ -214,6 +214,8 @@ class Server:
             connection.transport.abort()
         if state.tasks:
             await asyncio.wait(list(state.tasks), timeout=1.0)
+        if state.access_log is not None:
+            state.access_log.flush()
         if self.lifespan is not None and not self.force_exit:
             await self.lifespan.shutdown()
         if self.config.uds:

@@ -45,7 +45,7 @@ class HTTPProtocol(WriteFlow, asyncio.Protocol):
         self.loop = state.loop
         self.app = state.app
         self.tasks = state.tasks
-        self.access_format = config.access_log_format if config.access_log else None
+        self.access_log = state.access_log
         self.timeout_keep_alive = config.timeout_keep_alive
         self.min_body_rate = config.min_request_body_rate or None
         self.limit_concurrency = config.limit_concurrency
@@ -179,7 +179,7 @@ class HTTPProtocol(WriteFlow, asyncio.Protocol):
             scope["extensions"]["tls"] = self.tls
         writer = self.writer
         writer.begin(request, complete)
-        self.cycle = cycle = HTTPCycle(self, writer, scope, self.access_format, complete)
+        self.cycle = cycle = HTTPCycle(self, writer, scope, self.access_log, complete)
         if not complete:
             self.body_cycle = cycle
         if self.closing:

@@ -765,3 +765,17 @@ def test_sighup_reloads_the_certificate(launch: Launcher, tmp_path: Path) -> Non
         assert client.get(cli.url + "/client").json()["scheme"] == "https"
     cli.send_signal(signal.SIGTERM)
     assert cli.wait() == 0
+
+
+def test_access_lines_survive_a_crash(launch: Launcher) -> None:
+    """A line is written within one loop iteration of its response: once a later response has
+    arrived, a SIGKILL cannot lose the earlier line."""
+    cli = launch("cliapp:app", "--port", "0", "--lifespan", "off")
+    with httpx.Client(base_url=cli.url, timeout=timeout(5)) as client:
+        for index in range(20):
+            assert client.get(f"/line-{index}").status_code == 200
+        assert client.get("/last").status_code == 200
+    cli.process.kill()
+    cli.wait()
+    for index in range(20):
+        assert f'"GET /line-{index} HTTP/1.1" 200' in cli.stderr.text
