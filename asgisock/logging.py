@@ -200,37 +200,77 @@ _PIECE: Final = re.compile(r"%%|%\((?P<key>[^)]*)\)s")
 _OTHER_CONVERSION: Final = re.compile(r"%(?!%|\([^)]*\)s)")
 
 
+_INLINE: Final = {
+    "h": '(f"{_c[0]}:{_c[1]}" if (_c := scope.get("client")) else "-")',
+    "r": ('f"{scope.get(\'method\', \'GET\')} {scope[\'raw_path\'].decode(\'latin-1\')}'
+          '{\'?\' + _q.decode(\'latin-1\') if (_q := scope[\'query_string\']) else \'\'}'
+          ' HTTP/{scope[\'http_version\']}"'),
+    "m": 'scope.get("method", "GET")',
+    "U": 'scope["path"]',
+    "H": '"HTTP/" + scope["http_version"]',
+    "s": "str(status)",
+    "B": "str(size)",
+    "b": '(str(size) if size else "-")',
+    "l": '"-"',
+    "u": '"-"',
+}
+"""The commonest atoms as expressions, written into the compiled format rather than called:
+each is the same as its function in :data:`ATOMS`."""
+
+
 class AccessFormat:
-    """An access log format, compiled once into its literal text and the atoms it uses."""
+    """An access log format, compiled once into one function of the atoms it uses.
+
+    ``%(name)s`` atoms and ``%%`` are compiled; a format with any other conversion (``%(s)d``,
+    a width) is rendered by ``%`` formatting over :class:`AccessAtoms` instead.
+    """
 
     def __init__(self, fmt: str) -> None:
         self.fmt = fmt
         self.parts: list[str | Atom] | None = None
         """Literal strings and atoms in order; None when only ``%`` formatting can render it."""
-        if _OTHER_CONVERSION.search(fmt.replace("%%", "")) is None:
-            parts: list[str | Atom] = []
-            position = 0
-            for match in _PIECE.finditer(fmt):
-                literal = fmt[position : match.start()] + ("%" if match["key"] is None else "")
-                if literal:
-                    parts.append(literal)
-                if match["key"] is not None:
-                    parts.append(atom(match["key"]))
-                position = match.end()
-            if fmt[position:]:
-                parts.append(fmt[position:])
-            self.parts = parts
+        self._render: Atom = self._percent
+        if _OTHER_CONVERSION.search(fmt.replace("%%", "")) is not None:
+            return
+        parts: list[str | Atom] = []
+        expressions: list[str] = []
+        names: dict[str, Any] = {}
+        position = 0
+        for match in [*_PIECE.finditer(fmt), None]:
+            end = len(fmt) if match is None else match.start()
+            literal = fmt[position:end] + ("%" if match is not None and match["key"] is None else "")
+            if literal:
+                parts.append(literal)
+                expressions.append(repr(literal))
+            if match is None:
+                break
+            key = match["key"]
+            if key is not None:
+                parts.append(atom(key))
+                if key in _INLINE:
+                    expressions.append(_INLINE[key])
+                else:
+                    names[f"_atom{len(names)}"] = atom(key)
+                    expressions.append(f"_atom{len(names) - 1}(scope, status, headers, size, duration)")
+            position = match.end()
+        self.parts = parts
+        body = " + ".join(expressions) or "''"
+        source = f"def render(scope, status, headers, size, duration):\n    return {body}\n"
+        # Nothing of the format is executed: the source holds fixed expressions, names, and the
+        # literal text as repr() strings.
+        exec(compile(source, f"<access log format {fmt!r}>", "exec"), names)
+        self._render = names["render"]
 
     def render(self, scope: Mapping[str, Any], status: int, headers: Iterable[tuple[bytes, bytes]], size: int,
                duration: float) -> str:
-        parts = self.parts
-        if parts is None:
-            try:
-                return self.fmt % AccessAtoms(scope, status, headers, size, duration)
-            except (KeyError, ValueError, TypeError) as exc:
-                return f"invalid access log format {self.fmt!r}: {exc}"
-        return "".join([part if part.__class__ is str else part(scope, status, headers, size, duration)  # type: ignore[operator]
-                        for part in parts])
+        return self._render(scope, status, headers, size, duration)
+
+    def _percent(self, scope: Mapping[str, Any], status: int, headers: Iterable[tuple[bytes, bytes]], size: int,
+                 duration: float) -> str:
+        try:
+            return self.fmt % AccessAtoms(scope, status, headers, size, duration)
+        except (KeyError, ValueError, TypeError) as exc:
+            return f"invalid access log format {self.fmt!r}: {exc}"
 
 
 class AccessLog:

@@ -62,13 +62,26 @@ pieces = st.one_of(
 )
 
 
-@given(st.lists(pieces, max_size=12).map("".join))
-def test_the_compiled_format_renders_as_percent_formatting_does(fmt: str) -> None:
+scopes = st.fixed_dictionaries({
+    "client": st.sampled_from([None, ("10.0.0.1", 5000), ("::1", 0)]),
+    "query_string": st.sampled_from([b"", b"x=1&y=%20"]),
+    "raw_path": st.sampled_from([b"/", b"/a%20b", "/\xe9".encode("latin-1")]),
+    "http_version": st.sampled_from(["1.0", "1.1"]),
+}).map(lambda changes: SCOPE | changes)
+
+
+@given(st.lists(pieces, max_size=12).map("".join), scopes, st.sampled_from([0, 7]))
+def test_the_compiled_format_renders_as_percent_formatting_does(fmt: str, scope: dict[str, Any], size: int) -> None:
     headers = [(b"content-type", b"text/plain")]
-    expected = fmt % AccessAtoms(SCOPE, 201, headers, 7, 0.25)
+    expected = fmt % AccessAtoms(scope, 201, headers, size, 0.25)
     if "%(t)s" in fmt:  # the clock may tick between the two
         return
-    assert AccessFormat(fmt).render(SCOPE, 201, headers, 7, 0.25) == expected
+    assert AccessFormat(fmt).render(scope, 201, headers, size, 0.25) == expected
+
+
+def test_a_scope_without_a_method_is_logged_as_get() -> None:
+    scope = {k: v for k, v in SCOPE.items() if k != "method"}
+    assert AccessFormat("%(m)s %(r)s").render(scope, 101, [], 0, 0.0) == "GET GET /a%20b?x=1 HTTP/1.1"
 
 
 def test_common_formats_compile() -> None:
