@@ -45,10 +45,12 @@ ALLOWED: Final[dict[str, frozenset[str]]] = {
     # Startup: these assemble the layers into a server.
     "extensions": frozenset({"ws"}),
     "envfile": frozenset({"exceptions"}),
+    # Settings from a TOML file, checked against the settings' own definitions.
+    "configfile": frozenset({"config", "exceptions"}),
     "importer": frozenset({"exceptions"}),
     "lifespan": frozenset({"logging", "types"}),
     "server": SHARED | {"transport", "envfile", "importer", "lifespan"},
-    "cli": frozenset({"asgisock", "config", "exceptions", "server", "ws"}),
+    "cli": frozenset({"asgisock", "config", "configfile", "exceptions", "server", "ws"}),
     "__main__": frozenset({"cli"}),
     "asgisock": frozenset({"extensions", "config", "exceptions", "server"}),
 }
