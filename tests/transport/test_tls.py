@@ -351,3 +351,17 @@ def _read_all(sock: socket.socket) -> bytes:
     while chunk := sock.recv(65536):
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+def test_a_client_that_never_answers_close_notify_does_not_hold_up_shutdown(loop: str, certs: Certs) -> None:
+    """Leaving serve() shuts the server down, and fails unless that ends within its deadline."""
+    tls: ssl.SSLSocket | None = None
+    try:
+        with serve(echo_scope, loop=loop, **certs.settings()) as server:
+            tls = certs.client_context().wrap_socket(server.connect(), server_hostname="127.0.0.1")
+            tls.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert tls.recv(65536).startswith(b"HTTP/1.1 200 ")
+            # then kept open and never read again, as a browser keeps an idle connection
+    finally:
+        if tls is not None:
+            tls.close()
