@@ -69,7 +69,7 @@ class HTTPProtocol(WriteFlow, asyncio.Protocol):
         origin = self.origin
         if origin is not None and origin.client is not None:
             self.client, self.server = origin.client, origin.server
-        ssl_object = transport.get_extra_info("ssl_object")
+        ssl_object = transport.get_extra_info("ssl_object") if config.ssl_certfile else None
         self.scheme = "http" if ssl_object is None else "https"
         self.tls = None if ssl_object is None else connection_tls(ssl_object, transport.get_extra_info("sslcontext"))
         """The ASGI ``tls`` extension, the same for every request of the connection."""
