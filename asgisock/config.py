@@ -57,6 +57,8 @@ class Declaration:
     requires: str | None = None
     """Another setting this one means nothing without, when set to other than its default: the
     other must be set to other than its own default too."""
+    parse: Callable[[Any], Any] | None = None
+    """Checks the syntax of a value beyond its kind (raising ValueError), and parses it."""
     env_alias: str | None = None
     """A second environment variable read when ``ASGISOCK_<NAME>`` is unset (uvicorn's own name
     for it, so that a deployment moves over unchanged)."""
@@ -68,6 +70,28 @@ def setting(default: Any, help: str, **options: Any) -> Any:
     if isinstance(default, list):
         return field(default_factory=lambda: list(default), metadata={"setting": info})
     return field(default=default, metadata={"setting": info})
+
+
+def _header_pair(header: str) -> tuple[bytes, bytes]:
+    """``NAME:VALUE`` checked with the HTTP layer's own field syntax (RFC 9110 §5)."""
+    name, sep, value = header.partition(":")
+    try:
+        name_bytes = name.strip().encode("latin-1")
+        raw_value = value.encode("latin-1")
+    except UnicodeEncodeError:
+        name_bytes = raw_value = b"\0"
+    if not sep or not TOKEN_RE.fullmatch(name_bytes) or FORBIDDEN_VALUE_RE.search(raw_value):
+        raise ValueError(f"{header!r} is not NAME:VALUE")
+    return name_bytes.lower(), value.strip().encode("latin-1")
+
+
+
+def _header_pairs(headers: list[str]) -> list[tuple[bytes, bytes]]:
+    return [_header_pair(header) for header in headers]
+
+
+def _trusted_proxies(spec: str | None) -> TrustedProxies:
+    return TrustedProxies(DEFAULT_FORWARDED_ALLOW_IPS if spec is None else spec)
 
 
 @dataclass
@@ -195,7 +219,7 @@ class Config:
     forwarded_allow_ips: str | None = setting(
         None, "Comma-separated IP addresses and networks of trusted proxies, '*' for all, 'unix:' for "
         "UNIX-socket peers (default 127.0.0.1, or $FORWARDED_ALLOW_IPS).",
-        env_alias="FORWARDED_ALLOW_IPS", group="Proxy")
+        env_alias="FORWARDED_ALLOW_IPS", parse=_trusted_proxies, group="Proxy")
     forwarded_host: bool = setting(False, "Also take the Host the app sees from X-Forwarded-Host or "
                                    "Forwarded host= (trusted peers only).", group="Proxy")
     proxy_protocol: bool = setting(False, "Expect a PROXY protocol v1 or v2 header (HAProxy, AWS NLB) on "
@@ -206,7 +230,7 @@ class Config:
     date_header: bool = setting(True, "Add a 'Date' header to responses.", group="Headers")
     headers: list[str] = setting([], "Add a default response header (repeatable; in the environment "
                                  "variable, one header per line).",
-                                 metavar="NAME:VALUE", flag_name="header", group="Headers")
+                                 metavar="NAME:VALUE", flag_name="header", parse=_header_pairs, group="Headers")
     # -- logging
     log_level: str = setting("info", "Log level of the asgisock.error logger.", choices=LOG_LEVELS,
                              group="Logging")
@@ -225,16 +249,12 @@ class Config:
     def __post_init__(self) -> None:
         for item in SETTINGS.values():
             item.check(getattr(self, item.name))
-        self.header_pairs = [_header_pair(header) for header in self.headers]
+        self.header_pairs = _header_pairs(self.headers)
+        self.trusted_proxies = _trusted_proxies(self.forwarded_allow_ips)
         if self.fd is not None and self.uds:
             raise ConfigError("--fd", "cannot be combined with --uds")
         if self.reuse_port and (self.fd is not None or self.uds):
             raise ConfigError("--reuse-port", "needs a TCP --host and --port, not --fd or --uds")
-        try:
-            self.trusted_proxies = TrustedProxies(
-                DEFAULT_FORWARDED_ALLOW_IPS if self.forwarded_allow_ips is None else self.forwarded_allow_ips)
-        except ValueError as exc:
-            raise ConfigError("--forwarded-allow-ips", str(exc)) from None
         for item in SETTINGS.values():
             needed = item.declared.requires
             if (needed is not None and getattr(self, item.name) != item.default
@@ -302,6 +322,11 @@ class Setting:
                 raise ConfigError(self.flag, "a value is required")
             return
         KINDS[self.kind].check(self, value)
+        if self.declared.parse is not None:
+            try:
+                self.declared.parse(value)
+            except ValueError as exc:
+                raise ConfigError(self.flag, str(exc)) from None
 
     def option(self) -> click.Option:
         """The command-line option, which also reads the environment variable."""
@@ -353,19 +378,6 @@ def environ_settings(given: Collection[str] = ()) -> dict[str, Any]:
         if item.name not in given and (value := item.from_environ(ctx)) is not None:
             values[item.name] = value
     return values
-
-
-def _header_pair(header: str) -> tuple[bytes, bytes]:
-    """``NAME:VALUE`` checked with the HTTP layer's own field syntax (RFC 9110 §5)."""
-    name, sep, value = header.partition(":")
-    try:
-        name_bytes = name.strip().encode("latin-1")
-        raw_value = value.encode("latin-1")
-    except UnicodeEncodeError:
-        name_bytes = raw_value = b"\0"
-    if not sep or not TOKEN_RE.fullmatch(name_bytes) or FORBIDDEN_VALUE_RE.search(raw_value):
-        raise ConfigError(SETTINGS["headers"].flag, f"{header!r} is not NAME:VALUE")
-    return name_bytes.lower(), value.strip().encode("latin-1")
 
 
 # -- kinds: derived from the annotation, each checked and parsed one way ----------------------

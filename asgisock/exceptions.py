@@ -9,6 +9,7 @@ class ConfigError(ValueError):
     def __init__(self, option: str, message: str) -> None:
         super().__init__(f"Invalid value for '{option}': {message}")
         self.option = option
+        self.reason = message
 
 
 class AppImportError(Exception):

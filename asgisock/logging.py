@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import logging.config
 import os
+import re
 import sys
 import time
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Final
 
 TRACE = 5
 logging.addLevelName(TRACE, "TRACE")
@@ -27,19 +29,53 @@ _LEVEL_COLOURS = {
 }
 
 
+DEFAULT_FORMAT: Final = "%(levelprefix)s %(message)s"
+
+
 class LevelFormatter(logging.Formatter):
     """``INFO:     message`` with the level coloured when writing to a terminal."""
 
-    def __init__(self, fmt: str = "%(levelprefix)s %(message)s", *, use_colours: bool | None = None) -> None:
+    def __init__(self, fmt: str = DEFAULT_FORMAT, *, use_colours: bool | None = None) -> None:
         super().__init__(fmt)
         self.use_colours = sys.stderr.isatty() if use_colours is None else use_colours
 
     def formatMessage(self, record: logging.LogRecord) -> str:
-        prefix = f"{record.levelname}:".ljust(9)
-        if self.use_colours:
-            prefix = f"{_LEVEL_COLOURS.get(record.levelno, '')}{prefix}\x1b[0m"
-        record.__dict__["levelprefix"] = prefix
+        record.__dict__["levelprefix"] = self.level_prefix(record.levelno, record.levelname)
         return super().formatMessage(record)
+
+    def level_prefix(self, level: int, name: str) -> str:
+        prefix = f"{name}:".ljust(9)
+        if self.use_colours:
+            prefix = f"{_LEVEL_COLOURS.get(level, '')}{prefix}\x1b[0m"
+        return prefix
+
+
+class DefaultHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """The handler the server installs when no ``--log-config`` is given.
+
+    Access lines bypass the logging machinery while this handler, with its own formatter, is
+    all that listens to ``asgisock.access`` (see :class:`AccessLog`); then they reach the stream
+    as the handler would have written them, several per write.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+        self.default_formatter = LevelFormatter()
+        self.setFormatter(self.default_formatter)
+
+    def write_lines(self, lines: list[str]) -> None:
+        """Access lines at INFO, as :meth:`emit` would write each, in one write."""
+        formatter = self.default_formatter
+        start = formatter.level_prefix(logging.INFO, "INFO") + " "
+        text = start + ("\n" + start).join(lines) + self.terminator
+        self.acquire()
+        try:
+            self.stream.write(text)
+            self.flush()
+        except (OSError, ValueError):  # the stream is closed or broken: as logging, do not fail the server
+            pass
+        finally:
+            self.release()
 
 
 def configure_logging(log_level: str, log_config: str | os.PathLike[str] | None, access_log: bool) -> None:
@@ -47,8 +83,7 @@ def configure_logging(log_level: str, log_config: str | os.PathLike[str] | None,
     if log_config:
         _load_log_config(log_config)
     else:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(LevelFormatter())
+        handler = DefaultHandler()
         for logger in (error_logger, access_logger):
             logger.handlers[:] = [handler]
             logger.propagate = False
@@ -76,70 +111,8 @@ def _load_log_config(path: str | os.PathLike[str]) -> None:
         logging.config.fileConfig(path, disable_existing_loggers=False)
 
 
-class AccessAtoms(dict[str, str]):
-    """Gunicorn's access log atoms, computed only when the format asks for them.
-
-    ``%(h)s`` remote address, ``%(r)s`` request line, ``%(m)s`` method, ``%(U)s`` path,
-    ``%(q)s`` query, ``%(H)s`` protocol, ``%(s)s`` status, ``%(B)s``/``%(b)s`` body bytes,
-    ``%(f)s`` referer, ``%(a)s`` user agent, ``%(t)s`` time, ``%(T)s``/``%(D)s``/``%(L)s``/``%(M)s``
-    duration in s/µs/decimal s/ms, ``%(p)s`` pid, ``%({name}i)s``/``%({name}o)s`` request/response
-    headers, ``%({name}e)s`` environment variables.
-    """
-
-    def __init__(
-        self,
-        scope: Mapping[str, Any],
-        status: int,
-        response_headers: list[tuple[bytes, bytes]],
-        body_bytes: int,
-        duration: float,
-    ) -> None:
-        super().__init__()
-        self.scope = scope
-        self.status = status
-        self.response_headers = response_headers
-        self.body_bytes = body_bytes
-        self.duration = duration
-
-    def __missing__(self, key: str) -> str:
-        value = self._atom(key)
-        self[key] = value
-        return value
-
-    def _atom(self, key: str) -> str:
-        scope = self.scope
-        if key.startswith("{") and len(key) > 3:
-            name, kind = key[1:-2].lower(), key[-1]
-            if kind == "i":
-                return _header(scope["headers"], name)
-            if kind == "o":
-                return _header(self.response_headers, name)
-            if kind == "e":
-                return os.environ.get(name.upper(), "-")
-            return "-"
-        simple: dict[str, Callable[[], str]] = {
-            "h": lambda: _client(scope),
-            "l": lambda: "-",
-            "u": lambda: "-",
-            "t": lambda: time.strftime("[%d/%b/%Y:%H:%M:%S %z]"),
-            "r": lambda: f"{scope.get('method', 'GET')} {_target(scope)} HTTP/{scope['http_version']}",
-            "m": lambda: scope.get("method", "GET"),
-            "U": lambda: scope["path"],
-            "q": lambda: scope["query_string"].decode("latin-1"),
-            "H": lambda: f"HTTP/{scope['http_version']}",
-            "s": lambda: str(self.status),
-            "B": lambda: str(self.body_bytes),
-            "b": lambda: str(self.body_bytes) if self.body_bytes else "-",
-            "f": lambda: _header(scope["headers"], "referer"),
-            "a": lambda: _header(scope["headers"], "user-agent"),
-            "T": lambda: str(int(self.duration)),
-            "D": lambda: str(int(self.duration * 1_000_000)),
-            "L": lambda: f"{self.duration:.6f}",
-            "M": lambda: str(int(self.duration * 1000)),
-            "p": lambda: f"<{os.getpid()}>",
-        }
-        compute = simple.get(key)
-        return compute() if compute else "-"
+Atom = Callable[[Mapping[str, Any], int, Iterable[tuple[bytes, bytes]], int, float], str]
+"""An access log atom from the scope, status, response headers, body bytes and duration (s)."""
 
 
 def _client(scope: Mapping[str, Any]) -> str:
@@ -153,7 +126,7 @@ def _target(scope: Mapping[str, Any]) -> str:
     return f"{path}?{query.decode('latin-1')}" if query else path
 
 
-def _header(headers: list[tuple[bytes, bytes]], name: str) -> str:
+def _header(headers: Iterable[tuple[bytes, bytes]], name: str) -> str:
     wanted = name.encode("latin-1")
     for key, value in headers:
         if key.lower() == wanted:
@@ -161,19 +134,197 @@ def _header(headers: list[tuple[bytes, bytes]], name: str) -> str:
     return "-"
 
 
-def log_access(
-    fmt: str,
-    scope: Mapping[str, Any],
-    status: int,
-    response_headers: list[tuple[bytes, bytes]],
-    body_bytes: int,
-    duration: float,
-) -> None:
-    """Write one access line; called only when the access logger is enabled."""
-    atoms = AccessAtoms(scope, status, response_headers, body_bytes, duration)
-    try:
-        line = fmt % atoms
-    except (KeyError, ValueError, TypeError) as exc:
-        line = f"invalid access log format {fmt!r}: {exc}"
-    access_logger.info(line)
+ATOMS: Final[Mapping[str, Atom]] = {
+    "h": lambda scope, status, headers, size, duration: _client(scope),
+    "l": lambda scope, status, headers, size, duration: "-",
+    "u": lambda scope, status, headers, size, duration: "-",
+    "t": lambda scope, status, headers, size, duration: time.strftime("[%d/%b/%Y:%H:%M:%S %z]"),
+    "r": lambda scope, status, headers, size, duration: (
+        f"{scope.get('method', 'GET')} {_target(scope)} HTTP/{scope['http_version']}"),
+    "m": lambda scope, status, headers, size, duration: scope.get("method", "GET"),
+    "U": lambda scope, status, headers, size, duration: scope["path"],
+    "q": lambda scope, status, headers, size, duration: scope["query_string"].decode("latin-1"),
+    "H": lambda scope, status, headers, size, duration: f"HTTP/{scope['http_version']}",
+    "s": lambda scope, status, headers, size, duration: str(status),
+    "B": lambda scope, status, headers, size, duration: str(size),
+    "b": lambda scope, status, headers, size, duration: str(size) if size else "-",
+    "f": lambda scope, status, headers, size, duration: _header(scope["headers"], "referer"),
+    "a": lambda scope, status, headers, size, duration: _header(scope["headers"], "user-agent"),
+    "T": lambda scope, status, headers, size, duration: str(int(duration)),
+    "D": lambda scope, status, headers, size, duration: str(int(duration * 1_000_000)),
+    "L": lambda scope, status, headers, size, duration: f"{duration:.6f}",
+    "M": lambda scope, status, headers, size, duration: str(int(duration * 1000)),
+    "p": lambda scope, status, headers, size, duration: f"<{os.getpid()}>",
+}
+"""Gunicorn's access log atoms: ``%(h)s`` remote address, ``%(r)s`` request line, ``%(m)s``
+method, ``%(U)s`` path, ``%(q)s`` query, ``%(H)s`` protocol, ``%(s)s`` status, ``%(B)s``/``%(b)s``
+body bytes, ``%(f)s`` referer, ``%(a)s`` user agent, ``%(t)s`` time, ``%(T)s``/``%(D)s``/``%(L)s``/
+``%(M)s`` duration in s/µs/decimal s/ms, ``%(p)s`` pid; and ``%({name}i)s``/``%({name}o)s``/
+``%({name}e)s`` request headers, response headers and environment variables."""
 
+
+def atom(key: str) -> Atom:
+    """The function computing one atom; ``-`` for an unknown one."""
+    if key.startswith("{") and len(key) > 3:
+        name, kind = key[1:-2].lower(), key[-1]
+        if kind == "i":
+            return lambda scope, status, headers, size, duration: _header(scope["headers"], name)
+        if kind == "o":
+            return lambda scope, status, headers, size, duration: _header(headers, name)
+        if kind == "e":
+            return lambda scope, status, headers, size, duration: os.environ.get(name.upper(), "-")
+    return ATOMS.get(key, _unknown)
+
+
+def _unknown(scope: Mapping[str, Any], status: int, headers: Iterable[tuple[bytes, bytes]], size: int,
+             duration: float) -> str:
+    return "-"
+
+
+class AccessAtoms(dict[str, str]):
+    """The atoms as a mapping for ``format % atoms``, each computed on first use: how a format
+    with other conversions than ``%(name)s`` (``%(s)d``, widths) is rendered."""
+
+    def __init__(self, scope: Mapping[str, Any], status: int, response_headers: Iterable[tuple[bytes, bytes]],
+                 body_bytes: int, duration: float) -> None:
+        super().__init__()
+        self.inputs: tuple[Mapping[str, Any], int, Iterable[tuple[bytes, bytes]], int, float] = (
+            scope, status, response_headers, body_bytes, duration)
+
+    def __missing__(self, key: str) -> str:
+        value = self[key] = atom(key)(*self.inputs)
+        return value
+
+
+_PIECE: Final = re.compile(r"%%|%\((?P<key>[^)]*)\)s")
+_OTHER_CONVERSION: Final = re.compile(r"%(?!%|\([^)]*\)s)")
+
+
+_INLINE: Final = {
+    "h": '(f"{_c[0]}:{_c[1]}" if (_c := scope.get("client")) else "-")',
+    "r": ('f"{scope.get(\'method\', \'GET\')} {scope[\'raw_path\'].decode(\'latin-1\')}'
+          '{\'?\' + _q.decode(\'latin-1\') if (_q := scope[\'query_string\']) else \'\'}'
+          ' HTTP/{scope[\'http_version\']}"'),
+    "m": 'scope.get("method", "GET")',
+    "U": 'scope["path"]',
+    "H": '"HTTP/" + scope["http_version"]',
+    "s": "str(status)",
+    "B": "str(size)",
+    "b": '(str(size) if size else "-")',
+    "l": '"-"',
+    "u": '"-"',
+}
+"""The commonest atoms as expressions, written into the compiled format rather than called:
+each is the same as its function in :data:`ATOMS`."""
+
+
+class AccessFormat:
+    """An access log format, compiled once into one function of the atoms it uses.
+
+    ``%(name)s`` atoms and ``%%`` are compiled; a format with any other conversion (``%(s)d``,
+    a width) is rendered by ``%`` formatting over :class:`AccessAtoms` instead.
+    """
+
+    def __init__(self, fmt: str) -> None:
+        self.fmt = fmt
+        self.parts: list[str | Atom] | None = None
+        """Literal strings and atoms in order; None when only ``%`` formatting can render it."""
+        self._render: Atom = self._percent
+        if _OTHER_CONVERSION.search(fmt.replace("%%", "")) is not None:
+            return
+        parts: list[str | Atom] = []
+        expressions: list[str] = []
+        names: dict[str, Any] = {}
+        position = 0
+        for match in [*_PIECE.finditer(fmt), None]:
+            end = len(fmt) if match is None else match.start()
+            literal = fmt[position:end] + ("%" if match is not None and match["key"] is None else "")
+            if literal:
+                parts.append(literal)
+                expressions.append(repr(literal))
+            if match is None:
+                break
+            key = match["key"]
+            if key is not None:
+                parts.append(atom(key))
+                if key in _INLINE:
+                    expressions.append(_INLINE[key])
+                else:
+                    names[f"_atom{len(names)}"] = atom(key)
+                    expressions.append(f"_atom{len(names) - 1}(scope, status, headers, size, duration)")
+            position = match.end()
+        self.parts = parts
+        body = " + ".join(expressions) or "''"
+        source = f"def render(scope, status, headers, size, duration):\n    return {body}\n"
+        # Nothing of the format is executed: the source holds fixed expressions, names, and the
+        # literal text as repr() strings.
+        exec(compile(source, f"<access log format {fmt!r}>", "exec"), names)
+        self._render = names["render"]
+
+    def render(self, scope: Mapping[str, Any], status: int, headers: Iterable[tuple[bytes, bytes]], size: int,
+               duration: float) -> str:
+        return self._render(scope, status, headers, size, duration)
+
+    def _percent(self, scope: Mapping[str, Any], status: int, headers: Iterable[tuple[bytes, bytes]], size: int,
+                 duration: float) -> str:
+        try:
+            return self.fmt % AccessAtoms(scope, status, headers, size, duration)
+        except (KeyError, ValueError, TypeError) as exc:
+            return f"invalid access log format {self.fmt!r}: {exc}"
+
+
+class AccessLog:
+    """Writes one access line per response on the ``asgisock.access`` logger.
+
+    While the server's own :class:`DefaultHandler` is all that listens to the logger, lines go
+    to its stream directly, gathered and written once per event loop iteration: no log record
+    per request, and one write for all the responses of an iteration. Whenever anything else
+    listens (``--log-config``, a handler or filter added by the app, ``propagate``), every line
+    is a record through ``logging`` as usual. A line is written at the latest one loop iteration
+    after its response completed.
+    """
+
+    def __init__(self, fmt: str, loop: asyncio.AbstractEventLoop) -> None:
+        self.format = AccessFormat(fmt)
+        self.loop = loop
+        self.pending: list[str] = []
+
+    def log(self, scope: Mapping[str, Any], status: int, headers: Iterable[tuple[bytes, bytes]], size: int,
+            duration: float) -> None:
+        logger = access_logger
+        if not logger.isEnabledFor(logging.INFO):
+            return
+        line = self.format.render(scope, status, headers, size, duration)
+        if _direct_handler() is None:
+            if self.pending:
+                self.flush()  # lines gathered before the configuration changed go first
+            logger.info(line)
+            return
+        pending = self.pending
+        if not pending:
+            self.loop.call_soon(self.flush)
+        pending.append(line)
+
+    def flush(self) -> None:
+        lines, self.pending = self.pending, []
+        if not lines:
+            return
+        handler = _direct_handler()
+        if handler is not None:
+            handler.write_lines(lines)
+        else:  # the configuration changed since these were gathered
+            for line in lines:
+                access_logger.info(line)
+
+
+def _direct_handler() -> DefaultHandler | None:
+    """The default handler, when it alone would see access records and format them its way."""
+    logger = access_logger
+    handlers = logger.handlers
+    if len(handlers) != 1 or logger.propagate or logger.filters:
+        return None
+    handler = handlers[0]
+    if (handler.__class__ is not DefaultHandler or handler.filters or handler.level > logging.INFO
+            or handler.formatter is not handler.default_formatter):
+        return None
+    return handler

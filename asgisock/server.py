@@ -207,6 +207,8 @@ class Server:
             cut = len(self._cut_connections)
             error_logger.info("Drain done: %d of %d connections finished, %d cut",
                               len(connections) - cut, len(connections), cut)
+        if state.access_log is not None:
+            state.access_log.flush()
         if self.lifespan is not None and not self.force_exit:
             await self.lifespan.shutdown()
         if self._bound_uds is not None:

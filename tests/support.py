@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import socket
 import threading
@@ -103,3 +104,24 @@ def read_response(sock: socket.socket) -> bytes:
         if not chunk:
             return b"".join(chunks)
         chunks.append(chunk)
+
+
+class LogWatch(logging.Handler):
+    """Wait, without polling, for a record of the server's error logger."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[str] = []
+        self.changed = threading.Condition()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        with self.changed:
+            self.records.append(record.getMessage())
+            self.changed.notify_all()
+
+    def wait_for(self, text: str) -> str:
+        with self.changed:
+            found = self.changed.wait_for(lambda: next((r for r in self.records if text in r), None),
+                                          timeout(10))
+        assert found, f"{text!r} never logged: {self.records}"
+        return found

@@ -251,7 +251,8 @@ def test_run_rejects_unknown_keywords() -> None:
 
 
 def test_cli_options_are_the_settings() -> None:
-    options = {p.name: p for p in command.params if isinstance(p, click.Option) and p.expose_value}
+    options = {p.name: p for p in command.params
+               if isinstance(p, click.Option) and p.expose_value and p.name != "print_config"}
     assert list(options) == list(SETTINGS)
     for name, option in options.items():
         info = info_of(name)

@@ -45,6 +45,8 @@ ALLOWED: Final[dict[str, frozenset[str]]] = {
     # Startup: these assemble the layers into a server.
     "extensions": frozenset({"ws"}),
     "envfile": frozenset({"exceptions"}),
+    # Settings from a TOML file, checked against the settings' own definitions.
+    "configfile": frozenset({"config", "exceptions"}),
     "importer": frozenset({"exceptions"}),
     "lifespan": frozenset({"logging", "types"}),
     "server": SHARED | {"transport", "envfile", "importer", "lifespan", "binding", "supervisor"},
@@ -57,7 +59,7 @@ ALLOWED: Final[dict[str, frozenset[str]]] = {
     # --reload's file watcher, a thread of the supervisor's.
     "reload": SHARED,
     "worker": SHARED | {"server", "binding", "link"},
-    "cli": frozenset({"asgisock", "config", "exceptions", "server", "ws"}),
+    "cli": frozenset({"asgisock", "config", "configfile", "exceptions", "server", "ws"}),
     "__main__": frozenset({"cli"}),
     "asgisock": frozenset({"extensions", "config", "exceptions", "server"}),
 }

@@ -1,14 +1,29 @@
-"""Tests of the access line atoms and the level formatter."""
+"""Tests of the access line: its atoms, its compiled format, how it reaches the handlers."""
 
 from __future__ import annotations
 
+import asyncio
+import io
 import logging
 import os
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from asgisock.logging import AccessAtoms, LevelFormatter, access_logger, log_access
+from asgisock.logging import (
+    ATOMS,
+    AccessAtoms,
+    AccessFormat,
+    AccessLog,
+    DefaultHandler,
+    LevelFormatter,
+    access_logger,
+    configure_logging,
+    error_logger,
+)
 
 SCOPE: dict[str, Any] = {
     "type": "http", "method": "POST", "path": "/a b", "raw_path": b"/a%20b", "query_string": b"x=1",
@@ -35,10 +50,155 @@ def test_atoms_are_computed_once() -> None:
     assert dict(atoms) == {"b": "12"}
 
 
-def test_invalid_format_is_logged_not_raised(caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.INFO, logger=access_logger.name):
-        log_access("%(h)d", SCOPE, 200, [], 0, 0.0)
-    assert "invalid access log format" in caplog.text
+@pytest.mark.parametrize("fmt", ["%(h)d", "%(s)", "%"])
+def test_an_invalid_format_gives_a_line_that_says_so(fmt: str) -> None:
+    assert AccessFormat(fmt).render(SCOPE, 200, [], 0, 0.0).startswith("invalid access log format")
+
+
+pieces = st.one_of(
+    st.sampled_from([f"%({key})s" for key in [*ATOMS, "{user-agent}i", "{content-type}o", "{x}i", "nope"]]),
+    st.sampled_from(["%%", "%(s)5s", "%(B)-4s", " - ", '"', "[", "]"]),
+    st.text(st.characters(exclude_characters="%"), max_size=5),
+)
+
+
+scopes = st.fixed_dictionaries({
+    "client": st.sampled_from([None, ("10.0.0.1", 5000), ("::1", 0)]),
+    "query_string": st.sampled_from([b"", b"x=1&y=%20"]),
+    "raw_path": st.sampled_from([b"/", b"/a%20b", "/\xe9".encode("latin-1")]),
+    "http_version": st.sampled_from(["1.0", "1.1"]),
+}).map(lambda changes: SCOPE | changes)
+
+
+@given(st.lists(pieces, max_size=12).map("".join), scopes, st.sampled_from([0, 7]))
+def test_the_compiled_format_renders_as_percent_formatting_does(fmt: str, scope: dict[str, Any], size: int) -> None:
+    headers = [(b"content-type", b"text/plain")]
+    expected = fmt % AccessAtoms(scope, 201, headers, size, 0.25)
+    if "%(t)s" in fmt:  # the clock may tick between the two
+        return
+    assert AccessFormat(fmt).render(scope, 201, headers, size, 0.25) == expected
+
+
+def test_a_scope_without_a_method_is_logged_as_get() -> None:
+    scope = {k: v for k, v in SCOPE.items() if k != "method"}
+    assert AccessFormat("%(m)s %(r)s").render(scope, 101, [], 0, 0.0) == "GET GET /a%20b?x=1 HTTP/1.1"
+
+
+def test_common_formats_compile() -> None:
+    for fmt in ['%(h)s - "%(r)s" %(s)s', '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s"', "100%% %(s)s"]:
+        assert AccessFormat(fmt).parts is not None
+
+
+# -- how lines reach the handlers -------------------------------------------------------------
+
+
+@pytest.fixture
+def default_logging() -> Iterator[io.StringIO]:
+    """The server's default logging, writing to a string."""
+    saved = [(logger, logger.handlers[:], logger.level, logger.propagate) for logger in (access_logger, error_logger)]
+    configure_logging("info", None, True)
+    handler = access_logger.handlers[0]
+    assert isinstance(handler, DefaultHandler)
+    stream = io.StringIO()
+    handler.setStream(stream)
+    yield stream
+    for logger, handlers, level, propagate in saved:
+        logger.handlers[:] = handlers
+        logger.setLevel(level)
+        logger.propagate = propagate
+
+
+def log_in_loop(count: int, *, between: Any = None) -> list[str]:
+    """Log ``count`` lines within one loop iteration; what was written, per iteration after."""
+    seen: list[str] = []
+
+    async def main() -> None:
+        stream = access_logger.handlers[0].stream  # type: ignore[attr-defined]
+        log = AccessLog("%(m)s %(U)s %(s)s", asyncio.get_running_loop())
+        for index in range(count):
+            log.log(SCOPE | {"path": f"/{index}"}, 200, [], 0, 0.0)
+            if between is not None:
+                between(index)
+        seen.append(stream.getvalue())
+        await asyncio.sleep(0)
+        seen.append(stream.getvalue())
+        await asyncio.sleep(0)
+        seen.append(stream.getvalue())
+
+    asyncio.run(main())
+    return seen
+
+
+def test_default_handler_gets_lines_in_one_write_per_iteration(default_logging: io.StringIO) -> None:
+    during, after, later = log_in_loop(3)
+    assert during == ""  # gathered, not yet written
+    handler = access_logger.handlers[0]
+    assert isinstance(handler, DefaultHandler)
+    expected = "".join(
+        handler.format(logging.LogRecord("asgisock.access", logging.INFO, __file__, 1, f"POST /{i} 200", None, None))
+        + "\n" for i in range(3))
+    assert after == later == expected  # exactly what emit() would have written, line by line
+
+
+def test_another_handler_gets_every_record(default_logging: io.StringIO) -> None:
+    records: list[str] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record.getMessage())
+
+    collect = Collect()
+
+    def add_halfway(index: int) -> None:
+        if index == 1:
+            access_logger.addHandler(collect)
+
+    try:
+        log_in_loop(4, between=add_halfway)
+    finally:
+        access_logger.removeHandler(collect)
+    # the first line was gathered before the handler came: it is flushed through logging too
+    assert records == ["POST /0 200", "POST /1 200", "POST /2 200", "POST /3 200"]
+    assert default_logging.getvalue().count("POST /") == 4
+
+
+@pytest.mark.parametrize("change", ["filter", "propagate", "formatter", "level"])
+def test_any_other_listener_turns_records_back_on(default_logging: io.StringIO, change: str,
+                                                  caplog: pytest.LogCaptureFixture) -> None:
+    handler = access_logger.handlers[0]
+    seen: list[logging.LogRecord] = []
+    if change == "filter":
+        def keep(record: logging.LogRecord) -> bool:
+            seen.append(record)
+            return True
+
+        access_logger.addFilter(keep)
+    elif change == "propagate":
+        access_logger.propagate = True
+    elif change == "formatter":
+        handler.setFormatter(logging.Formatter("custom %(message)s"))
+    else:
+        handler.setLevel(logging.WARNING)
+    try:
+        with caplog.at_level(logging.INFO):
+            log_in_loop(2)
+    finally:
+        access_logger.filters.clear()
+        access_logger.propagate = False
+    if change == "filter":
+        assert [r.getMessage() for r in seen] == ["POST /0 200", "POST /1 200"]
+    elif change == "propagate":
+        assert [r.getMessage() for r in caplog.records if r.name == "asgisock.access"] == ["POST /0 200", "POST /1 200"]
+    elif change == "formatter":
+        assert default_logging.getvalue() == "custom POST /0 200\ncustom POST /1 200\n"
+    else:
+        assert default_logging.getvalue() == ""
+
+
+def test_disabled_logger_writes_nothing(default_logging: io.StringIO) -> None:
+    access_logger.setLevel(logging.WARNING)
+    log_in_loop(2)
+    assert default_logging.getvalue() == ""
 
 
 @pytest.mark.parametrize("colours", [False, True])

@@ -16,7 +16,7 @@ from collections.abc import Awaitable
 from typing import Any, Final, NoReturn, Protocol, cast
 
 from asgisock.exceptions import BrokenFraming, ClientDisconnected, InvalidResponse
-from asgisock.logging import access_logger, error_logger, log_access
+from asgisock.logging import AccessLog, error_logger
 from asgisock.types import ASGIApp, Message
 
 BODY_BUFFER_HIGH: Final = 256 * 1024
@@ -131,7 +131,7 @@ class HTTPCycle:
     """Carries one request to the app and its response back."""
 
     __slots__ = (
-        "access_format",
+        "access_log",
         "body",
         "body_size",
         "owner",
@@ -146,13 +146,13 @@ class HTTPCycle:
         "wire",
     )
 
-    def __init__(self, owner: CycleOwner, wire: ResponseWire, scope: dict[str, Any], access_format: str | None,
+    def __init__(self, owner: CycleOwner, wire: ResponseWire, scope: dict[str, Any], access_log: AccessLog | None,
                  body_complete: bool) -> None:
         self.owner = owner
         self.wire = wire
         self.scope = scope
-        self.access_format = access_format
-        """The access log format, or None when access logging is off."""
+        self.access_log = access_log
+        """None when access logging is off."""
         self.state = NOT_STARTED
         self.request_state = RECEIVED if body_complete else RECEIVING
         self.body: list[bytes] = []
@@ -160,7 +160,7 @@ class HTTPCycle:
         self.waiter: asyncio.Future[None] | None = None
         self.status = 0
         self.response_headers: Any = ()
-        self.start_time = time.monotonic() if access_format is not None else 0.0
+        self.start_time = time.monotonic() if access_log is not None else 0.0
         self.task: asyncio.Task[None] | None = None
         """The task running the app; it leaves the server's task set when the app returns."""
 
@@ -275,8 +275,9 @@ class HTTPCycle:
                 # Complete (inlined: one call less on every response).
                 if self.body_size:
                     self._drop_body()
-                if self.access_format is not None:
-                    self._log_access()
+                if self.access_log is not None:
+                    self.access_log.log(self.scope, self.status, self.response_headers, self.wire.sent,
+                                        time.monotonic() - self.start_time)
                 if self.waiter is not None:
                     self._wake()
                 owner.response_complete(self.wire.keep_alive)
@@ -304,11 +305,6 @@ class HTTPCycle:
         the rest of the body, and every request pipelined after it, would never be read."""
         self.body.clear()
         self.body_size = 0
-
-    def _log_access(self) -> None:
-        if access_logger.isEnabledFor(20):
-            log_access(self.access_format or "", self.scope, self.status, list(self.response_headers),
-                       self.wire.sent, time.monotonic() - self.start_time)
 
     # -- running the app -----------------------------------------------------------------
     async def run(self, app: ASGIApp) -> None:

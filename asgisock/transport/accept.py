@@ -40,6 +40,10 @@ _PLAIN_HTTP_ANSWER: Final = (
     b"HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain; charset=utf-8\r\nconnection: close\r\n"
     b"content-length: 46\r\n\r\nThis port speaks HTTPS: use an https:// URL.\r\n"
 )
+TLS_SHUTDOWN_TIMEOUT: Final = 2.0
+"""Seconds a closing TLS connection waits for the peer's close_notify before the socket closes
+(asyncio's default, 30 s, lets a client that never answers, as browsers' idle keep-alive
+connections do not, hold a graceful shutdown that long)."""
 _ACCEPT_RETRY: Final = 0.5
 """Seconds to wait before accepting again after running out of file descriptors."""
 
@@ -139,12 +143,12 @@ class Acceptor:
             return
         first = await self._peek(conn, 1)
         if first[0] != _TLS_HANDSHAKE:
-            with contextlib.suppress(OSError):
-                if first[:1].isalpha():
-                    conn.send(_PLAIN_HTTP_ANSWER)
-            raise EOFError("plain HTTP sent to the TLS port")
+            plain_http = first[:1].isalpha()
+            _answer_and_close(conn, _PLAIN_HTTP_ANSWER if plain_http else b"")
+            raise EOFError("plain HTTP sent to the TLS port" if plain_http else "neither TLS nor HTTP sent to the TLS port")
         await loop.connect_accepted_socket(factory, conn, ssl=self.certificates.current,
-                                           ssl_handshake_timeout=self.timeout)
+                                           ssl_handshake_timeout=self.timeout,
+                                           ssl_shutdown_timeout=TLS_SHUTDOWN_TIMEOUT)
 
     async def _peek(self, conn: socket.socket, size: int) -> bytes:
         """At least one byte of what the peer sent, left unread; EOFError if it closed."""
@@ -195,6 +199,20 @@ def _recv_exactly(conn: socket.socket, size: int) -> bytes:
             raise EOFError("closed in the PROXY header")
         data += chunk
     return data
+
+
+def _answer_and_close(conn: socket.socket, answer: bytes) -> None:
+    """Send a short answer and end the connection so that it arrives: what the client sent is
+    read first (closing with unread input resets the connection, and the reset can overtake
+    the answer)."""
+    with contextlib.suppress(OSError):
+        if answer:
+            conn.send(answer)
+        for _ in range(16):
+            if not conn.recv(65536):
+                break
+    with contextlib.suppress(OSError):
+        conn.shutdown(socket.SHUT_WR)
 
 
 def _wake(waiter: asyncio.Future[None]) -> None:

@@ -45,7 +45,7 @@ class HTTPProtocol(WriteFlow, asyncio.Protocol):
         self.loop = state.loop
         self.app = state.app
         self.tasks = state.tasks
-        self.access_format = config.access_log_format if config.access_log else None
+        self.access_log = state.access_log
         self.timeout_keep_alive = config.timeout_keep_alive
         self.min_body_rate = config.min_request_body_rate or None
         self.limit_concurrency = config.limit_concurrency
@@ -69,7 +69,7 @@ class HTTPProtocol(WriteFlow, asyncio.Protocol):
         origin = self.origin
         if origin is not None and origin.client is not None:
             self.client, self.server = origin.client, origin.server
-        ssl_object = transport.get_extra_info("ssl_object")
+        ssl_object = transport.get_extra_info("ssl_object") if config.ssl_certfile else None
         self.scheme = "http" if ssl_object is None else "https"
         self.tls = None if ssl_object is None else connection_tls(ssl_object, transport.get_extra_info("sslcontext"))
         """The ASGI ``tls`` extension, the same for every request of the connection."""
@@ -182,7 +182,7 @@ class HTTPProtocol(WriteFlow, asyncio.Protocol):
             scope["extensions"]["tls"] = self.tls
         writer = self.writer
         writer.begin(request, complete)
-        self.cycle = cycle = HTTPCycle(self, writer, scope, self.access_format, complete)
+        self.cycle = cycle = HTTPCycle(self, writer, scope, self.access_log, complete)
         if not complete:
             self.body_cycle = cycle
         if self.closing:
@@ -232,7 +232,7 @@ class HTTPProtocol(WriteFlow, asyncio.Protocol):
         self.pending.clear()
         if not self.closed:
             self.transport.write(error_response(error.status, error.reason))
-            self.transport.close()
+            self._close()
 
     def _body_failed(self, cycle: HTTPCycle, error: RequestError) -> None:
         """The body of a request already handed to the app is malformed.
@@ -250,7 +250,7 @@ class HTTPProtocol(WriteFlow, asyncio.Protocol):
         if not self.closed:
             if answer:
                 self.transport.write(error_response(error.status, error.reason))
-            self.transport.close()
+            self._close()
 
     # -- CycleOwner ------------------------------------------------------------------------
     def write(self, data: bytes) -> None:
@@ -269,7 +269,7 @@ class HTTPProtocol(WriteFlow, asyncio.Protocol):
             return
         if not keep_alive or self.closing:
             self.pending.clear()
-            self.transport.close()
+            self._close()
             return
         if self.pending:
             events = list(self.pending)
@@ -281,6 +281,12 @@ class HTTPProtocol(WriteFlow, asyncio.Protocol):
                 self._became_idle()
         if self.read_paused:
             self._update_reading()
+
+    def _close(self) -> None:
+        """Close once: asyncio's TLS transport forgets its protocol when closed a second time,
+        and fails on the next call."""
+        if not self.transport.is_closing():
+            self.transport.close()
 
     # -- flow control and timers -----------------------------------------------------------
     def _update_reading(self) -> None:
@@ -335,7 +341,7 @@ class HTTPProtocol(WriteFlow, asyncio.Protocol):
             error_logger.info("%s - Request body stalled for %.1f s: closing", format_address(self.client),
                               self.timeout_keep_alive)
             body.disconnect()
-        self.transport.close()
+        self._close()
 
     def _body_too_slow(self, body: HTTPCycle, clock: BodyClock, now: float) -> None:
         """RFC 9110 §15.5.9: 408 when the server "did not receive a complete request message
@@ -349,7 +355,7 @@ class HTTPProtocol(WriteFlow, asyncio.Protocol):
         body.disconnect()
         if answer:
             self.transport.write(error_response(408, "Request Timeout"))
-        self.transport.close()
+        self._close()
 
     def detach(self) -> None:
         """The connection now belongs to another protocol (a WebSocket upgrade)."""
@@ -375,7 +381,7 @@ class HTTPProtocol(WriteFlow, asyncio.Protocol):
             return "request"
         if self.writer.reused and self.conn.state is ParserState.IDLE:
             if not self.closed:
-                self.transport.close()
+                self._close()
             return "idle"
         return "awaited"
 

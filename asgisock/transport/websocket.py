@@ -339,7 +339,9 @@ class WebSocketProtocol(WriteFlow, asyncio.Protocol):
             self.transport.write(data)
 
     def _close_transport(self) -> None:
-        if not self.closed:
+        # Once: asyncio's TLS transport forgets its protocol when closed a second time, and
+        # fails on the next call.
+        if not self.closed and not self.transport.is_closing():
             self.transport.close()
 
     def _set_reading(self, reading: bool) -> None:

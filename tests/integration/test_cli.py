@@ -70,6 +70,8 @@ async def app(scope, receive, send):
         await asyncio.get_running_loop().create_future()
     elif path == "/scope":
         body = json.dumps({"root_path": scope["root_path"], "path": scope["path"]}).encode()
+    elif path == "/client":
+        body = json.dumps({"client": scope["client"], "scheme": scope["scheme"]}).encode()
     elif path == "/env":
         body = json.dumps({
             "at_import": IMPORT_GREETING,
@@ -565,3 +567,84 @@ def test_colour_when_stderr_is_a_terminal(app_dir: Path) -> None:
     finally:
         os.close(leader)
     assert output.startswith(b"\x1b[31mERROR:")
+
+
+# -- behind a proxy, and TLS -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("env", "honoured"), [
+    ({}, True),  # the default trusts 127.0.0.1
+    ({"FORWARDED_ALLOW_IPS": "10.0.0.1"}, False),  # uvicorn's variable
+    ({"FORWARDED_ALLOW_IPS": "10.0.0.1", "ASGISOCK_FORWARDED_ALLOW_IPS": "127.0.0.1"}, True),
+])
+def test_forwarded_allow_ips_from_the_environment(launch: Launcher, env: dict[str, str], honoured: bool) -> None:
+    cli = launch("cliapp:app", "--port", "0", "--lifespan", "off", env=env)
+    response = httpx.get(cli.url + "/client", headers={"X-Forwarded-For": "203.0.113.7",
+                                                        "X-Forwarded-Proto": "https"}, timeout=timeout(5))
+    scope = response.json()
+    assert (scope["client"][0] == "203.0.113.7") is honoured
+    assert (scope["scheme"] == "https") is honoured
+
+
+def _write_in_place(path: Path, data: bytes, size: int) -> None:
+    """Rewrite a file keeping its inode, size and times: only a signal can tell it changed."""
+    info = path.stat()
+    with path.open("r+b") as file:
+        file.write(data.ljust(size, b"\n"))
+        file.truncate()
+    os.utime(path, ns=(info.st_atime_ns, info.st_mtime_ns))
+
+
+def test_sighup_reloads_the_certificate(launch: Launcher, tmp_path: Path) -> None:
+    import ssl
+
+    import trustme
+
+    ca = trustme.CA()
+    certfile, keyfile = tmp_path / "cert.pem", tmp_path / "key.pem"
+    size = 8192  # PEM readers skip what lies outside the blocks: pad both pairs to one size
+
+    def issue() -> bytes:
+        cert = ca.issue_cert("127.0.0.1")
+        _write_in_place(keyfile, cert.private_key_pem.bytes(), size)
+        _write_in_place(certfile, cert.cert_chain_pems[0].bytes(), size)
+        return cert.cert_chain_pems[0].bytes()
+
+    certfile.write_bytes(b"\n" * size)
+    keyfile.write_bytes(b"\n" * size)
+    first = issue()
+    cli = launch("cliapp:app", "--port", "0", "--lifespan", "off", "--ssl-certfile", str(certfile),
+                 "--ssl-keyfile", str(keyfile), "--log-level", "debug")
+    assert cli.url.startswith("https://127.0.0.1:")
+    context = ssl.create_default_context()
+    ca.configure_trust(context)
+
+    def served() -> bytes:
+        with cli.connect() as raw, context.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+            der = tls.getpeercert(binary_form=True)
+        assert der is not None
+        return ssl.DER_cert_to_PEM_cert(der).encode()
+
+    assert ssl.PEM_cert_to_DER_cert(served().decode()) == ssl.PEM_cert_to_DER_cert(first.decode())
+    second = issue()
+    cli.send_signal(signal.SIGHUP)
+    cli.stderr.wait_for("Loaded a new TLS certificate")
+    assert ssl.PEM_cert_to_DER_cert(served().decode()) == ssl.PEM_cert_to_DER_cert(second.decode())
+    with httpx.Client(verify=context) as client:
+        assert client.get(cli.url + "/client").json()["scheme"] == "https"
+    cli.send_signal(signal.SIGTERM)
+    assert cli.wait() == 0
+
+
+def test_access_lines_survive_a_crash(launch: Launcher) -> None:
+    """A line is written within one loop iteration of its response: once a later response has
+    arrived, a SIGKILL cannot lose the earlier line."""
+    cli = launch("cliapp:app", "--port", "0", "--lifespan", "off")
+    with httpx.Client(base_url=cli.url, timeout=timeout(5)) as client:
+        for index in range(20):
+            assert client.get(f"/line-{index}").status_code == 200
+        assert client.get("/last").status_code == 200
+    cli.process.kill()
+    cli.wait()
+    for index in range(20):
+        assert f'"GET /line-{index} HTTP/1.1" 200' in cli.stderr.text
