@@ -79,6 +79,8 @@ class Acceptor:
     def close(self) -> None:
         """Stop accepting; the connections in their handshake finish it (each is bounded by
         the handshake's deadline), or are dropped by :meth:`abort`."""
+        for sock in self.sockets:
+            self.loop.remove_reader(sock.fileno())  # before the close frees the descriptor
         for task in list(self.accepting):
             task.cancel()
         for sock in self.sockets:
@@ -96,11 +98,15 @@ class Acceptor:
         task.add_done_callback(group.discard)
 
     async def _accept(self, sock: socket.socket) -> None:
-        loop = self.loop
         while True:
+            # accept() itself is never awaited: a loop cancelled by close() is then always
+            # waiting for readability, and a connection it accepted is never lost on the way.
             try:
-                conn, _ = await loop.sock_accept(sock)
-            except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+                conn, _ = sock.accept()
+            except (BlockingIOError, InterruptedError):
+                await self._readable(sock)
+                continue
+            except ConnectionAbortedError:
                 continue
             except OSError as exc:  # EMFILE, ENFILE, ENOBUFS: let some connections close first
                 error_logger.error("Cannot accept a connection: %s", exc)
