@@ -239,7 +239,8 @@ class Config:
     access_log: bool = setting(True, "Log one line per request on the asgisock.access logger.",
                                group="Logging")
     access_log_format: str = setting(DEFAULT_ACCESS_LOG_FORMAT, "Access log line, with gunicorn-style "
-                                     "atoms such as %(h)s %(r)s %(s)s %(L)s.", group="Logging")
+                                     "atoms such as %(h)s %(r)s %(s)s %(L)s; 'json' for one JSON object "
+                                     "per request.", group="Logging")
 
     header_pairs: list[tuple[bytes, bytes]] = field(init=False, repr=False, default_factory=list)
     """``headers`` parsed into lower-cased name/value byte pairs."""

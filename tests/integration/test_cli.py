@@ -648,3 +648,14 @@ def test_access_lines_survive_a_crash(launch: Launcher) -> None:
     cli.wait()
     for index in range(20):
         assert f'"GET /line-{index} HTTP/1.1" 200' in cli.stderr.text
+
+
+def test_json_access_log(launch: Launcher) -> None:
+    cli = launch("cliapp:app", "--port", "0", "--lifespan", "off", "--access-log-format", "json")
+    httpx.get(cli.url + "/scope?x=1", headers={"User-Agent": 'probe "1"', "X-Request-ID": "r-42"},
+              timeout=timeout(5))
+    line = cli.stderr.wait_for('"path":"/scope"')
+    entry = json.loads(line.split("INFO:", 1)[1])
+    assert entry["method"] == "GET" and entry["query"] == "x=1" and entry["status"] == 200
+    assert entry["user_agent"] == 'probe "1"' and entry["request_id"] == "r-42"
+    assert entry["client"].startswith("127.0.0.1:") and entry["bytes"] > 0
