@@ -220,7 +220,7 @@ each is the same as its function in :data:`ATOMS`."""
 
 JSON_FORMAT: Final = "json"
 """``--access-log-format json``: one JSON object per line, for pipelines that parse logs."""
-_json_string: Final[Callable[[str], str]] = json.encoder.encode_basestring_ascii  # type: ignore[attr-defined]
+_json_string: Final[Callable[[str], str]] = json.encoder.encode_basestring_ascii
 """The C encoder ``json.dumps`` uses for one string: quotes, escapes, non-ASCII as ``\\u``."""
 
 
