@@ -401,7 +401,7 @@ class HTTPCycle:
         try:
             fd, offset, count = self.owner.file_span(message["file"], offset, count)
         except (OSError, ValueError, TypeError) as exc:
-            raise RuntimeError(f"http.response.zerocopysend cannot send {message['file']!r}: {exc}") from None
+            raise RuntimeError(f"http.response.zerocopysend cannot send {message['file']!r}: {_reason(exc)}") from None
         await self._send_file(fd, offset, count, more, new)
 
     async def _send_path(self, message: Message) -> None:
@@ -414,7 +414,7 @@ class HTTPCycle:
         try:
             fd, size = self.owner.open_file(path)
         except (OSError, ValueError, TypeError) as exc:
-            raise RuntimeError(f"http.response.pathsend cannot send {path!r}: {exc}") from None
+            raise RuntimeError(f"http.response.pathsend cannot send {path!r}: {_reason(exc)}") from None
         try:
             await self._send_file(fd, 0, size, False, new)
         finally:
@@ -585,6 +585,11 @@ def _body_of(message: Message) -> bytes:
     if isinstance(body, bytearray | memoryview):
         return bytes(body)
     raise RuntimeError(f"http.response.body 'body' must be bytes, got {type(body).__name__}")
+
+
+def _reason(exc: Exception) -> str:
+    """Why a file cannot be sent: the system's words for an OSError, without the path again."""
+    return exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
 
 
 def _order_error(kind: Any, state: ResponseState) -> str:

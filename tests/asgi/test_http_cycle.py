@@ -51,6 +51,9 @@ class FakeWire:
 
     def file_body(self, size: int, more: bool) -> tuple[bytes, bool, bytes]:
         self.calls.append(("file_body", size, more))
+        if self.refuse is not None:
+            self.keep_alive = False
+            raise self.refuse
         self.sent += size
         return b"<", size > 0, b">"
 
@@ -63,6 +66,7 @@ class FakeWire:
     def trailers(self, headers: Any, more: bool) -> bytes:
         self.calls.append(("trailers", headers, more))
         if self.refuse is not None:
+            self.keep_alive = False
             raise self.refuse
         return b"trailers;"
 
@@ -108,6 +112,8 @@ class FakeOwner:
         return 1000 + len(self.opened), self.files[path]
 
     def file_span(self, file: Any, offset: int | None, count: int | None) -> tuple[int, int, int]:
+        if file not in self.files:
+            raise FileNotFoundError(file)
         size = self.files[file]
         start = offset or 0
         return 7, start, size - start if count is None else min(count, size - start)
@@ -283,3 +289,186 @@ def test_continue_is_asked_for_after_the_start_while_the_head_waits() -> None:
 
     assert run(go())["body"] == b"x"
     assert owner.written == b"100;"
+
+
+# -- the response extensions ---------------------------------------------------------------------
+
+def test_a_body_announced_with_trailers_stays_open_on_the_wire_until_the_last_trailers() -> None:
+    cycle, owner, wire = make()
+
+    async def go() -> None:
+        await cycle.send({**START, "trailers": True})
+        await cycle.send({"type": "http.response.body", "body": b"ab"})
+        assert cycle.state is ResponseState.TRAILERS and owner.completed == []
+        await cycle.send({"type": "http.response.trailers", "headers": [(b"x", b"1")], "more_trailers": True})
+        assert owner.completed == []
+        await cycle.send({"type": "http.response.trailers", "headers": []})
+
+    run(go())
+    assert wire.calls == [("start", 200, b"ab", True), ("trailers", [(b"x", b"1")], True), ("trailers", [], False)]
+    assert owner.completed == [True] and cycle.state is ResponseState.COMPLETE
+
+
+def test_an_app_that_stops_before_its_trailers_closes_without_500(caplog: pytest.LogCaptureFixture) -> None:
+    cycle, owner, _ = make()
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await send({**START, "trailers": True})
+        await send({"type": "http.response.body", "body": b"ab"})
+
+    run(cycle.run(app))
+    assert owner.written == b"head:ab" and owner.completed == [False]
+    assert "without completing the response" in caplog.text
+
+
+def test_invalid_trailers_raise_and_keep_the_state() -> None:
+    cycle, _, wire = make()
+
+    async def go() -> None:
+        await cycle.send({**START, "trailers": True})
+        await cycle.send({"type": "http.response.body", "body": b"ab"})
+        wire.refuse = InvalidResponse("bad field")
+        with pytest.raises(RuntimeError, match=r"invalid http\.response\.trailers: bad field"):
+            await cycle.send({"type": "http.response.trailers", "headers": [(b"bad name", b"1")]})
+
+    run(go())
+    assert cycle.state is ResponseState.TRAILERS
+
+
+def test_files_and_bytes_mix_in_one_body() -> None:
+    cycle, owner, wire = make()
+    owner.files["f"] = 10
+
+    async def go() -> None:
+        await cycle.send(START)
+        await cycle.send({"type": "http.response.zerocopysend", "file": "f", "offset": 2, "count": 3, "more_body": True})
+        await cycle.send({"type": "http.response.body", "body": b"ab", "more_body": True})
+        await cycle.send({"type": "http.response.zerocopysend", "file": "f"})
+
+    run(go())
+    assert owner.written == b"head:<file(7,2,3)>ab<file(7,0,10)>"
+    assert wire.calls == [("file_start", 200, 3, True), ("body", b"ab", True), ("file_body", 10, False)]
+    assert owner.completed == [True] and owner.closed_files == []  # the app's file is the app's to close
+
+
+@pytest.mark.parametrize(("message", "error"), [
+    ({"type": "http.response.zerocopysend"}, "without a 'file'"),
+    ({"type": "http.response.zerocopysend", "file": "f", "offset": -1}, "'offset' must be a non-negative int"),
+    ({"type": "http.response.zerocopysend", "file": "f", "count": True}, "'count' must be a non-negative int"),
+    ({"type": "http.response.zerocopysend", "file": "missing"}, "cannot send 'missing'"),
+    ({"type": "http.response.pathsend", "path": "/missing"}, "cannot send '/missing'"),
+])
+def test_a_file_that_cannot_be_sent_leaves_the_response_to_fail_with_500(message: Message, error: str) -> None:
+    cycle, owner, _ = make()
+    owner.files["f"] = 10
+    raised: list[str] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await send(START)
+        try:
+            await send(message)
+        except RuntimeError as exc:
+            raised.append(str(exc))
+            raise
+
+    run(cycle.run(app))
+    assert error in raised[0]
+    assert owner.written == b"500;" and owner.completed == [False]
+
+
+def test_pathsend_sends_the_whole_file_closes_it_and_completes() -> None:
+    cycle, owner, wire = make()
+
+    async def go() -> None:
+        await cycle.send(START)
+        await cycle.send({"type": "http.response.pathsend", "path": "/data"})
+
+    run(go())
+    assert owner.written == b"head:<file(1001,0,10)>" and wire.calls == [("file_start", 200, 10, False)]
+    assert owner.closed_files == [1001] and owner.completed == [True]
+
+
+@pytest.mark.parametrize("error", [ClientDisconnected("gone"), OSError("the file ended 3 bytes short")])
+def test_a_file_that_breaks_off_ends_the_response_and_the_connection(error: OSError) -> None:
+    cycle, owner, _ = make()
+    owner.file_error = error
+
+    async def go() -> None:
+        await cycle.send(START)
+        with pytest.raises(type(error) if isinstance(error, ClientDisconnected) else RuntimeError,
+                           match=r"gone|sending a file failed"):
+            await cycle.send({"type": "http.response.pathsend", "path": "/data"})
+
+    run(go())
+    assert owner.completed == [False] and owner.closed_files == [1001]
+    assert cycle.state is ResponseState.COMPLETE
+
+
+def test_early_hints_go_out_before_and_after_the_start() -> None:
+    cycle, owner, wire = make()
+
+    async def go() -> None:
+        await cycle.send({"type": "http.response.early_hint", "links": [b"</a>"]})
+        await cycle.send(START)
+        await cycle.send({"type": "http.response.early_hint", "links": [b"</b>"]})
+        with pytest.raises(RuntimeError, match=r"invalid http\.response\.early_hint"):
+            await cycle.send({"type": "http.response.early_hint", "links": b"</c>"})
+        await cycle.send({"type": "http.response.body", "body": b""})
+        with pytest.raises(RuntimeError, match="after the response was complete"):
+            await cycle.send({"type": "http.response.early_hint", "links": [b"</d>"]})
+
+    run(go())
+    assert owner.written == b"103;103;head:"
+    assert [call for call in wire.calls if call[0] == "early_hint"] == [
+        ("early_hint", [b"</a>"]), ("early_hint", [b"</b>"]), ("early_hint", b"</c>")]
+
+
+def test_an_unknown_message_type_is_an_error() -> None:
+    cycle, _, _ = make()
+    for message in ({"type": "http.response.push", "path": "/"}, {"type": ["not", "hashable"]}):
+        with pytest.raises(RuntimeError, match="unexpected ASGI message"):
+            run(cycle.send(message))
+
+
+@pytest.mark.parametrize("first", [
+    {"type": "http.response.body", "body": b"ab"},
+    {"type": "http.response.zerocopysend", "file": "f"},
+    {"type": "http.response.pathsend", "path": "/data"},
+])
+@pytest.mark.parametrize("trailers", [False, True])
+def test_a_head_refused_with_a_file_or_trailers_announced_is_still_a_500(first: Message, trailers: bool) -> None:
+    cycle, owner, wire = make()
+    owner.files["f"] = 3
+    wire.refuse = InvalidResponse("bad header")
+    errors: list[str] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await send({**START, "trailers": trailers})
+        try:
+            await send(first)
+        except RuntimeError as exc:
+            errors.append(str(exc))
+            raise
+
+    run(cycle.run(app))
+    assert errors == ["invalid http.response.start: bad header"]
+    assert owner.written == b"500;" and owner.completed == [False]
+
+
+@pytest.mark.parametrize("last", [
+    {"type": "http.response.zerocopysend", "file": "f"},
+    {"type": "http.response.trailers", "headers": []},
+])
+def test_a_body_that_breaks_its_framing_at_a_file_or_at_the_trailers_closes(last: Message) -> None:
+    cycle, owner, wire = make()
+    owner.files["f"] = 3
+
+    async def go() -> None:
+        await cycle.send({**START, "trailers": last["type"] == "http.response.trailers"})
+        await cycle.send({"type": "http.response.body", "body": b"ab", "more_body": last["type"] != "http.response.trailers"})
+        wire.refuse = BrokenFraming("content-length says 5")
+        with pytest.raises(RuntimeError, match="content-length says 5"):
+            await cycle.send(last)
+
+    run(go())
+    assert cycle.state is ResponseState.COMPLETE and owner.completed == [False]
