@@ -140,6 +140,8 @@ RESPONSE_TRANSITIONS: Final[dict[str, dict[ResponseState, ResponseState]]] = {
                                              STREAMING_WITH_TRAILERS: STREAMING_WITH_TRAILERS},
     "http.response.body (final, trailers follow)": {STARTED_WITH_TRAILERS: TRAILERS,
                                                     STREAMING_WITH_TRAILERS: TRAILERS},
+    # ASGI: a path-send "cannot be mixed with http.response.body": the file is the whole body.
+    "http.response.pathsend": {STARTED: COMPLETE, STARTED_WITH_TRAILERS: TRAILERS},
     "http.response.trailers": {TRAILERS: TRAILERS},
     "http.response.trailers (final)": {TRAILERS: COMPLETE},
     # ASGI allows hints "after the Response Start message but before the final Response Body";
@@ -153,7 +155,7 @@ RESPONSE_TRANSITIONS: Final[dict[str, dict[ResponseState, ResponseState]]] = {
 """The allowed transitions, as data: a message (a body with ``more_body`` False is the final
 one) or the end of the cycle (the app failed, the framing broke) maps a state to the next; a
 message refused in a state is an ASGI order error. ``http.response.zerocopysend`` moves as a
-body does, and ``http.response.pathsend`` as a final body."""
+body does."""
 
 REQUEST_TRANSITIONS: Final[dict[str, dict[RequestState, RequestState]]] = {
     "body read": {RECEIVING: RECEIVED, DISCONNECTED: DISCONNECTED},
@@ -172,6 +174,7 @@ _ON_FINAL_BODY_TRAILERS: Final = RESPONSE_TRANSITIONS["http.response.body (final
 _ON_TRAILERS: Final = RESPONSE_TRANSITIONS["http.response.trailers"]
 _ON_FINAL_TRAILERS: Final = RESPONSE_TRANSITIONS["http.response.trailers (final)"]
 _ON_EARLY_HINT: Final = RESPONSE_TRANSITIONS["http.response.early_hint"]
+_ON_PATHSEND: Final = RESPONSE_TRANSITIONS["http.response.pathsend"]
 _NOTHING_ON_WIRE: Final = frozenset({NOT_STARTED, STARTED, STARTED_WITH_TRAILERS})
 """States in which no byte of the response has been written (a 103 is no part of it)."""
 _ON_BODY_READ: Final = REQUEST_TRANSITIONS["body read"]
@@ -406,10 +409,12 @@ class HTTPCycle:
 
     async def _send_path(self, message: Message) -> None:
         """``http.response.pathsend``: the server opens the file at the absolute ``path``, sends
-        it as the final body part and closes it. A path it cannot send (relative, missing, not
-        a regular file) makes ``send()`` raise before anything is written, so the app's
-        failure still becomes a 500."""
-        new = self._body_state("http.response.pathsend", False)
+        it as the whole body and closes it. A path it cannot send (relative, missing, not a
+        regular file) makes ``send()`` raise before anything is written, so the app's failure
+        still becomes a 500."""
+        new = _ON_PATHSEND.get(self.state)
+        if new is None:
+            raise RuntimeError(_order_error("http.response.pathsend", self.state))
         path = message.get("path")
         try:
             fd, size = self.owner.open_file(path)

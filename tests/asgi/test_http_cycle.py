@@ -173,7 +173,7 @@ MESSAGES: dict[str, tuple[Message, tuple[str, ...]]] = {
     "final body": ({"type": "http.response.body", "body": b""}, FINAL_BODY_TABLES),
     "zerocopysend": ({"type": "http.response.zerocopysend", "file": "/data", "more_body": True}, BODY_TABLES),
     "final zerocopysend": ({"type": "http.response.zerocopysend", "file": "/data"}, FINAL_BODY_TABLES),
-    "pathsend": ({"type": "http.response.pathsend", "path": "/data"}, FINAL_BODY_TABLES),
+    "pathsend": ({"type": "http.response.pathsend", "path": "/data"}, ("http.response.pathsend",)),
     "early hint": ({"type": "http.response.early_hint", "links": [b"</a>"]}, ("http.response.early_hint",)),
     "trailers": ({"type": "http.response.trailers", "headers": [], "more_trailers": True},
                  ("http.response.trailers",)),
