@@ -20,8 +20,11 @@ from asgisock.exceptions import ClientDisconnected
 
 __all__ = ["FILE_CHUNK", "FileBodies"]
 
-FILE_CHUNK: Final = 256 * 1024
-"""Bytes read at once when the file is copied through the process."""
+FILE_CHUNK: Final = 64 * 1024
+"""Bytes read at once when the file is copied through the process: as much as the transport's
+write buffer holds before it pauses. Pieces of 256 KiB cost twice the CPU per 1 MiB response
+on uvloop (measured: 450-560 µs against 270-290 µs), almost all of it in the 96 page faults
+each response then takes, as every piece lands in freshly mapped memory."""
 
 
 class FileBodies:

@@ -84,7 +84,7 @@ def get(path: str, *more: str, version: str = "1.1") -> bytes:
 @pytest.fixture
 def data_file(tmp_path: Path) -> Path:
     path = tmp_path / "data.bin"
-    path.write_bytes(os.urandom(300_000))  # past one 256 KiB chunk of the copy through the process
+    path.write_bytes(os.urandom(300_000))  # several pieces of the copy through the process
     return path
 
 
