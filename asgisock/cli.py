@@ -56,7 +56,9 @@ def _read_config(ctx: click.Context, param: click.Parameter, value: str | None) 
 def _serve(app: str, print_config: bool, **settings: Any) -> None:
     from asgisock.server import run
 
-    settings["headers"] = list(settings["headers"])
+    for item in SETTINGS.values():
+        if item.kind == "list":
+            settings[item.name] = list(settings[item.name])  # click gives a tuple
     if print_config:
         click.echo(effective_settings(click.get_current_context(), app, settings))
         return

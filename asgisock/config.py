@@ -55,7 +55,8 @@ class Declaration:
     metavar: str | None = None
     group: str = "Server"
     requires: str | None = None
-    """Another setting this one means nothing without, when set to other than its default."""
+    """Another setting this one means nothing without, when set to other than its default: the
+    other must be set to other than its own default too."""
     parse: Callable[[Any], Any] | None = None
     """Checks the syntax of a value beyond its kind (raising ValueError), and parses it."""
     env_alias: str | None = None
@@ -131,13 +132,53 @@ class Config:
         1024.0, "Slowest average rate, in bytes per second, at which a request body may arrive once "
         "--timeout-keep-alive seconds have passed; slower ones get 408 (0: no minimum).",
         minimum=0, group="Limits")
-    timeout_graceful_shutdown: float | None = setting(
-        None, "On shutdown, wait at most this many seconds for in-flight requests.",
+    timeout_graceful_shutdown: float = setting(
+        25.0, "On shutdown, wait at most this many seconds for in-flight requests and open "
+        "WebSockets, then cut what is left (25: within Kubernetes' default 30 s grace period).",
         minimum=0, group="Limits")
     limit_concurrency: int | None = setting(
         None, "Answer 503 once this many connections and tasks are in flight.", minimum=1, group="Limits")
     max_header_size: int = setting(65536, "Largest request head (request line and headers) in bytes; "
                                    "larger ones get 431.", minimum=1024, group="Limits")
+    # -- processes
+    workers: int | None = setting(
+        None, "Run this many worker processes under a supervisor that binds once, replaces a worker "
+        "that dies and restarts them one at a time on SIGHUP (default: one process without a "
+        "supervisor, or $WEB_CONCURRENCY).", minimum=1, env_alias="WEB_CONCURRENCY", group="Processes")
+    timeout_worker_healthcheck: float = setting(
+        5.0, "Replace a serving worker whose event loop has not answered the supervisor's heartbeat "
+        "for this many seconds (a worker still starting up is never killed for being slow).",
+        minimum=0.1, requires="workers", group="Processes")
+    limit_max_requests: int | None = setting(
+        None, "Replace a worker, without a gap, after about this many requests.",
+        minimum=1, requires="workers", group="Processes")
+    limit_max_requests_jitter: int = setting(
+        0, "Add a random 0 to this many requests to --limit-max-requests for each worker, so that the "
+        "workers are not all replaced at once.", minimum=0, requires="limit_max_requests", group="Processes")
+    limit_max_rss: int | None = setting(
+        None, "Replace a worker, without a gap, once its resident memory is over this many MiB.",
+        minimum=1, requires="workers", group="Processes")
+    reuse_port: bool = setting(
+        False, "Give each worker its own SO_REUSEPORT listening socket, so that the kernel spreads new "
+        "connections evenly over the workers (TCP only).", requires="workers", group="Processes")
+    # -- reload
+    reload: bool = setting(
+        False, "Restart the workers when a source file changes (with the 'reload' extra: "
+        "pip install 'asgisock[reload]'); combines with --workers.", group="Reload")
+    reload_dirs: list[str] = setting(
+        [], "Watch this directory for changes (repeatable; default: the current directory).",
+        flag_name="reload_dir", metavar="DIR", requires="reload", group="Reload")
+    reload_includes: list[str] = setting(
+        [], "Also restart on changes to files matching this glob (repeatable; '*.py' always, unless "
+        "given to --reload-exclude).", flag_name="reload_include", metavar="GLOB", requires="reload",
+        group="Reload")
+    reload_excludes: list[str] = setting(
+        [], "Ignore changes to files matching this glob (repeatable; besides '.*', '*.py[cod]', "
+        "'*.sw?', '*~' and '__pycache__').", flag_name="reload_exclude", metavar="GLOB", requires="reload",
+        group="Reload")
+    reload_delay: float = setting(
+        0.25, "Seconds to wait after a change for more changes before restarting.",
+        minimum=0, requires="reload", group="Reload")
     # -- WebSocket
     ws_max_size: int = setting(16 * 2**20, "Largest incoming WebSocket message in bytes (after "
                                "decompression); larger ones close the connection with 1009.",
@@ -198,7 +239,8 @@ class Config:
     access_log: bool = setting(True, "Log one line per request on the asgisock.access logger.",
                                group="Logging")
     access_log_format: str = setting(DEFAULT_ACCESS_LOG_FORMAT, "Access log line, with gunicorn-style "
-                                     "atoms such as %(h)s %(r)s %(s)s %(L)s.", group="Logging")
+                                     "atoms such as %(h)s %(r)s %(s)s %(L)s; 'json' for one JSON object "
+                                     "per request.", group="Logging")
 
     header_pairs: list[tuple[bytes, bytes]] = field(init=False, repr=False, default_factory=list)
     """``headers`` parsed into lower-cased name/value byte pairs."""
@@ -212,9 +254,12 @@ class Config:
         self.trusted_proxies = _trusted_proxies(self.forwarded_allow_ips)
         if self.fd is not None and self.uds:
             raise ConfigError("--fd", "cannot be combined with --uds")
+        if self.reuse_port and (self.fd is not None or self.uds):
+            raise ConfigError("--reuse-port", "needs a TCP --host and --port, not --fd or --uds")
         for item in SETTINGS.values():
             needed = item.declared.requires
-            if needed is not None and getattr(self, item.name) != item.default and getattr(self, needed) is None:
+            if (needed is not None and getattr(self, item.name) != item.default
+                    and getattr(self, needed) == SETTINGS[needed].default):
                 raise ConfigError(item.flag, f"needs {SETTINGS[needed].flag}")
 
     @property

@@ -35,3 +35,9 @@ class InvalidResponse(Exception):
 class BrokenFraming(Exception):
     """The app's body does not match the framing its head announced (a Content-Length): the
     response cannot be completed, and the connection cannot carry another."""
+
+
+EXIT_IMPORT_ERROR = 1
+"""The process's exit code when the app cannot be imported or the socket cannot be bound."""
+EXIT_STARTUP_FAILED = 3
+"""The process's exit code when the app's lifespan startup failed or was interrupted."""

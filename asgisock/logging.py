@@ -218,6 +218,88 @@ _INLINE: Final = {
 each is the same as its function in :data:`ATOMS`."""
 
 
+JSON_FORMAT: Final = "json"
+"""``--access-log-format json``: one JSON object per line, for pipelines that parse logs."""
+_json_string: Final[Callable[[str], str]] = json.encoder.encode_basestring_ascii
+"""The C encoder ``json.dumps`` uses for one string: quotes, escapes, non-ASCII as ``\\u``."""
+
+
+class _Clock:
+    """ISO 8601 UTC timestamps with milliseconds, each made once: the responses of one
+    millisecond share it, and the seconds are formatted once a second."""
+
+    millisecond = -1
+    second = -1
+    prefix = ""
+    text = ""
+
+    @classmethod
+    def now(cls) -> str:
+        millisecond = int(time.time() * 1000)
+        if millisecond != cls.millisecond:
+            cls.millisecond = millisecond
+            second, fraction = divmod(millisecond, 1000)
+            if second != cls.second:
+                cls.second = second
+                cls.prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+            cls.text = f"{cls.prefix}.{fraction:03d}Z"
+        return cls.text
+
+
+_JSON_STRINGS: dict[Any, str] = {}
+"""Encoded values met over and over (paths, clients, user agents), bounded as the scope's paths are."""
+_MAX_JSON_STRINGS: Final = 4096
+
+
+def _json_value(value: str) -> str:
+    encoded = _JSON_STRINGS.get(value)
+    if encoded is None:
+        encoded = _json_string(value)
+        if len(value) <= 256 and len(_JSON_STRINGS) < _MAX_JSON_STRINGS:
+            _JSON_STRINGS[value] = encoded
+    return encoded
+
+
+def json_line(scope: Mapping[str, Any], status: int, headers: Iterable[tuple[bytes, bytes]], size: int,
+              duration: float) -> str:
+    """The JSON access line: time, client, method, path, query, status, bytes, duration (s),
+    user agent and the ``X-Request-ID`` when the request has one (else null)."""
+    agent = request_id = "null"
+    for name, value in scope["headers"]:
+        if name == b"user-agent":
+            agent = _JSON_STRINGS.get(value) or _json_bytes(value)
+        elif name == b"x-request-id":
+            request_id = _json_string(value.decode("latin-1"))
+    client = scope.get("client")
+    query = scope["query_string"]
+    return (
+        f'{{"time":"{_Clock.now()}","client":{_JSON_STRINGS.get(client) or _json_client(client)},'
+        f'"method":{_JSON_STRINGS.get(scope.get("method", "GET")) or _json_value(scope.get("method", "GET"))},'
+        f'"path":{_JSON_STRINGS.get(scope["path"]) or _json_value(scope["path"])},'
+        f'"query":{_json_string(query.decode("latin-1")) if query else _EMPTY},"status":{status},"bytes":{size},'
+        f'"duration":{duration:.6f},"user_agent":{agent},"request_id":{request_id}}}'
+    )
+
+
+_EMPTY: Final = '""'
+
+
+def _json_bytes(value: bytes) -> str:
+    encoded = _json_string(value.decode("latin-1"))
+    if len(value) <= 256 and len(_JSON_STRINGS) < _MAX_JSON_STRINGS:
+        _JSON_STRINGS[value] = encoded
+    return encoded
+
+
+def _json_client(client: tuple[str, int] | None) -> str:
+    if not client:
+        return "null"
+    encoded = _json_string(f"{client[0]}:{client[1]}")
+    if len(_JSON_STRINGS) < _MAX_JSON_STRINGS:
+        _JSON_STRINGS[client] = encoded
+    return encoded
+
+
 class AccessFormat:
     """An access log format, compiled once into one function of the atoms it uses.
 
@@ -230,6 +312,9 @@ class AccessFormat:
         self.parts: list[str | Atom] | None = None
         """Literal strings and atoms in order; None when only ``%`` formatting can render it."""
         self._render: Atom = self._percent
+        if fmt == JSON_FORMAT:
+            self._render = json_line
+            return
         if _OTHER_CONVERSION.search(fmt.replace("%%", "")) is not None:
             return
         parts: list[str | Atom] = []

@@ -10,15 +10,18 @@ import signal
 import socket
 import sys
 import threading
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+from asgisock.binding import bind_sockets, describe_listener
 from asgisock.config import Config, environ_settings
 from asgisock.envfile import load_env_file
-from asgisock.exceptions import AppImportError, ConfigError
+from asgisock.exceptions import EXIT_IMPORT_ERROR, EXIT_STARTUP_FAILED, AppImportError, ConfigError
 from asgisock.importer import is_asgi3, load_app
 from asgisock.lifespan import Lifespan
 from asgisock.logging import configure_logging, error_logger
+from asgisock.supervisor import supervise
 from asgisock.transport.accept import Acceptor
 from asgisock.transport.http import HTTPProtocol
 from asgisock.transport.state import ServerState
@@ -26,9 +29,10 @@ from asgisock.transport.tls import Certificates
 from asgisock.transport.websocket import upgrade_to_websocket
 from asgisock.types import ASGIApp, Receive, Send
 
-EXIT_IMPORT_ERROR = 1
-EXIT_STARTUP_FAILED = 3
 TICK = 0.1
+CUT_GRACE = 0.5
+"""Seconds the apps of connections cut at the drain's deadline have to end on their own, having
+seen the disconnect, before their tasks are cancelled."""
 """How often the main loop looks at ``should_exit`` (set by signals or by an embedding program)."""
 CERTIFICATE_CHECK = 1.0
 """How often, in seconds, the TLS certificate files are looked at for a change."""
@@ -41,10 +45,13 @@ class Server:
     to stop gracefully, and ``force_exit`` to stop without waiting for in-flight requests.
     """
 
-    def __init__(self, config: Config, *, on_started: Callable[[Server], None] | None = None) -> None:
+    def __init__(self, config: Config, *, on_started: Callable[[Server], None] | None = None,
+                 announce: bool = True) -> None:
         self.config = config
         self.on_started = on_started
         """Called once the sockets listen (tests use it to learn the port)."""
+        self.announce = announce
+        """Log where the server listens (a supervisor's worker leaves it to the supervisor)."""
         self.should_exit = False
         self.force_exit = False
         self.started = False
@@ -54,7 +61,13 @@ class Server:
         """The TLS certificate in use, with ``--ssl-certfile``."""
         self.state: ServerState | None = None
         self.lifespan: Lifespan | None = None
+        self.restarting = False
+        self._exit_signals = 0
+        """The shutdown is a restart: another process takes over (see :meth:`stop`)."""
         self._wakeup: asyncio.Event | None = None
+        self._bound_uds: str | None = None
+        """The UNIX socket file this server created, and removes on exit."""
+        self._cut_connections: list[Any] = []
 
     @property
     def sockets(self) -> list[socket.socket]:
@@ -98,7 +111,8 @@ class Server:
             error_logger.error("Cannot listen on %s: %s", config.bind_description, exc)
             return
         self.started = True
-        self._log_started()
+        if self.announce:
+            error_logger.info("asgisock running on %s (Press CTRL+C to quit)", describe_listener(config, self.sockets))
         if self.on_started is not None:
             self.on_started(self)
         self._wakeup = asyncio.Event()
@@ -149,6 +163,7 @@ class Server:
                 os.unlink(config.uds)
             server = await loop.create_unix_server(factory, path=config.uds, backlog=config.backlog)
             os.chmod(config.uds, 0o666)
+            self._bound_uds = config.uds
             self.servers.append(server)
         else:
             server = await loop.create_server(factory, host=config.host, port=config.port,
@@ -166,74 +181,98 @@ class Server:
 
     def _bind(self) -> list[socket.socket]:
         """The listening socket the settings describe, as :meth:`loop.create_server` would bind it."""
-        config = self.config
-        if config.fd is not None:
-            return [socket.fromfd(config.fd, socket.AF_INET, socket.SOCK_STREAM)]
-        if config.uds:
-            if os.path.exists(config.uds) and not _is_socket(config.uds):
-                raise ConfigError("--uds", f"{config.uds} exists and is not a socket")
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(config.uds)
-            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            sock.bind(config.uds)
-            os.chmod(config.uds, 0o666)
-        else:
-            infos = socket.getaddrinfo(config.host, config.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
-            family, kind, proto, _, address = infos[0]
-            sock = socket.socket(family, kind, proto)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            if family == socket.AF_INET6:
-                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-            sock.bind(address)
-        sock.listen(config.backlog)
-        return [sock]
-
-    def _log_started(self) -> None:
-        config = self.config
-        if config.uds:
-            where = f"unix:{config.uds}"
-        else:
-            name = self.sockets[0].getsockname() if self.sockets else (config.host, config.port)
-            if isinstance(name, str):
-                where = f"unix:{name}"
-            else:
-                host = f"[{name[0]}]" if ":" in name[0] else name[0]
-                where = f"{config.url_scheme}://{host}:{name[1]}"
-        error_logger.info("asgisock running on %s (Press CTRL+C to quit)", where)
+        sockets = bind_sockets(self.config)
+        if self.config.uds and self.config.fd is None:
+            self._bound_uds = self.config.uds
+        return sockets
 
     async def _shutdown(self, state: ServerState) -> None:
+        """The drain: stop listening at once, let what is in flight finish until the deadline,
+        then cut what is left; the lifespan shutdown runs in every case."""
         error_logger.info("Shutting down")
-        for server in self.servers:
-            server.close()
-        for connection in list(state.connections):
-            connection.shutdown()
-        await self._wait_for(lambda: not state.connections and not state.tasks, "connections to close")
-        for task in list(state.tasks):
-            task.cancel()
-        for connection in list(state.connections):
-            connection.transport.abort()
-        if state.tasks:
-            await asyncio.wait(list(state.tasks), timeout=1.0)
+        state.draining = True
+        await self._stop_listening(state.loop)
+        connections = list(state.connections)
+        # Each connection says what it was doing: idle ones close now, in-flight responses
+        # finish with ``Connection: close``, WebSockets get their close frame.
+        kinds = Counter(connection.shutdown(restart=self.restarting) for connection in connections)
+        if connections:
+            error_logger.info("Draining %d connections: %d requests in flight, %d awaited, %d WebSockets, "
+                              "%d idle closed", len(connections), kinds["request"], kinds["awaited"],
+                              kinds["websocket"], kinds["idle"])
+        if not await self._wait_for(lambda: not state.connections and not state.tasks and not self._opening(),
+                                    "connections to close"):
+            await self._cut(state)
+        if connections:
+            cut = len(self._cut_connections)
+            error_logger.info("Drain done: %d of %d connections finished, %d cut",
+                              len(connections) - cut, len(connections), cut)
         if state.access_log is not None:
             state.access_log.flush()
         if self.lifespan is not None and not self.force_exit:
             await self.lifespan.shutdown()
-        if self.config.uds:
+        if self._bound_uds is not None:
             with contextlib.suppress(OSError):
-                os.unlink(self.config.uds)
+                os.unlink(self._bound_uds)
 
-    async def _wait_for(self, done: Callable[[], bool], what: str) -> None:
-        """Wait until ``done()`` or the graceful-shutdown timeout or a forced exit."""
-        timeout = self.config.timeout_graceful_shutdown
+    async def _stop_listening(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Close the listening sockets, without dropping a connection accepted just before.
+
+        asyncio's own accept loop builds each connection's transport in a task one loop turn
+        after ``accept()``, and that transport cannot attach to a server that is closed
+        (``Server._attach`` asserts), so a connection accepted in the turn of the close would
+        be dropped, and with a request unread, reset. So: stop accepting first (the accept
+        callback is an ordinary reader of the listening socket), let the connections already
+        accepted reach their protocol, then close. uvloop builds the transport at once, and the
+        :class:`Acceptor` lets connections in their handshake finish.
+        """
+        for server in self.servers:
+            if isinstance(server, asyncio.Server):
+                for sock in server.sockets:
+                    loop.remove_reader(sock.fileno())
+        for _ in range(3):
+            await asyncio.sleep(0)
+        for server in self.servers:
+            server.close()
+        for _ in range(2):  # and their connection_made() runs
+            await asyncio.sleep(0)
+
+    def _opening(self) -> bool:
+        """Connections accepted before the listening sockets closed and still in their PROXY
+        header or TLS handshake."""
+        return any(server.opening for server in self.servers if isinstance(server, Acceptor))
+
+    async def _cut(self, state: ServerState) -> None:
+        """The deadline: drop the connections left, so that their apps see ``http.disconnect`` or
+        ``websocket.disconnect``; then cancel the tasks of apps that ignore it."""
+        self._cut_connections = list(state.connections)
+        for connection in self._cut_connections:
+            connection.transport.abort()
+        for server in self.servers:
+            if isinstance(server, Acceptor):
+                server.abort()
+        if state.tasks and not self.force_exit:
+            await asyncio.wait(list(state.tasks), timeout=CUT_GRACE)
+        for task in list(state.tasks):
+            task.cancel()
+        if state.tasks:
+            await asyncio.wait(list(state.tasks), timeout=1.0)
+
+    async def _wait_for(self, done: Callable[[], bool], what: str) -> bool:
+        """Wait until ``done()`` (True), or the graceful-shutdown deadline or a forced exit (False)."""
         loop = asyncio.get_running_loop()
-        deadline = None if timeout is None else loop.time() + timeout
+        deadline = loop.time() + self.config.timeout_graceful_shutdown
         if not done():
             error_logger.info("Waiting for %s. (CTRL+C to force quit)", what)
-        while not done() and not self.force_exit:
-            if deadline is not None and loop.time() >= deadline:
-                error_logger.warning("Graceful shutdown timed out; cancelling what is left.")
-                return
+        while not done():
+            if self.force_exit:
+                return False
+            if loop.time() >= deadline:
+                error_logger.warning("Graceful shutdown timed out after %g s; cutting what is left.",
+                                     self.config.timeout_graceful_shutdown)
+                return False
             await asyncio.sleep(TICK / 2)
+        return True
 
     @contextlib.contextmanager
     def _capture_signals(self) -> Iterator[None]:
@@ -254,12 +293,19 @@ class Server:
                 signal.signal(sig, previous[sig])  # the embedding program's own handlers
 
     def handle_exit(self, sig: int) -> None:
-        """First signal: graceful shutdown; a second one: stop waiting for anything."""
-        if self.should_exit and sig == signal.SIGINT:
-            self.force_exit = True
+        """First SIGINT or SIGTERM: graceful shutdown; a second one: stop waiting for anything."""
+        self._exit_signals += 1
+        self.stop(force=self._exit_signals > 1)
+
+    def stop(self, *, restart: bool = False, force: bool = False) -> None:
+        """Shut down, from the server's own loop: gracefully, or at once with ``force``; with
+        ``restart`` when another process takes over (a rolling restart, a reload), so that
+        WebSockets are closed with 1012 (service restart) rather than 1001 (going away). Not a
+        signal: a SIGTERM after it is still the first one."""
+        self.restarting = self.restarting or restart
+        self.force_exit = self.force_exit or force
         self.should_exit = True
-        if self._wakeup is not None:
-            self._wakeup.set()
+        self._wake()
 
     def handle_hangup(self) -> None:
         """SIGHUP: load the TLS certificate again (new connections get it; open ones keep theirs)."""
@@ -268,8 +314,10 @@ class Server:
         else:
             error_logger.info("SIGHUP: nothing to reload (no --ssl-certfile)")
 
-    def request_exit(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Ask a server running in ``loop`` (possibly another thread) to shut down gracefully."""
+    def request_exit(self, loop: asyncio.AbstractEventLoop, *, restart: bool = False) -> None:
+        """Ask a server running in ``loop`` (possibly another thread) to shut down gracefully;
+        ``restart`` when another server takes over (WebSockets get 1012 instead of 1001)."""
+        self.restarting = self.restarting or restart
         self.should_exit = True
         loop.call_soon_threadsafe(self._wake)
 
@@ -316,12 +364,19 @@ def run(app: ASGIApp | str, **settings: Any) -> None:
     (``run("main:app", port=9000, access_log=False)``). A setting not given as a keyword is
     read from its ``ASGISOCK_*`` environment variable, as the ``asgisock`` command reads it, so
     a script calling ``run()`` is configured the way the command is. Exits the process with
-    code 1 when the app cannot be imported and 3 when its lifespan startup fails.
+    code 1 when the app cannot be imported and 3 when its lifespan startup fails. With
+    ``workers`` or ``reload``, a supervisor runs the workers (``app`` must then be an import
+    string).
     """
     config = Config(app, **{**environ_settings(settings), **settings})
     configure_logging(config.log_level, config.log_config, config.access_log)
     if config.env_file:
-        load_env_file(config.env_file)
+        load_env_file(config.env_file)  # before the workers start: they inherit the environment
+    if config.workers is not None or config.reload:
+        code = supervise(config)
+        if code:
+            sys.exit(code)
+        return
     server = Server(config)
     try:
         server.run()

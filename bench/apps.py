@@ -186,3 +186,16 @@ async def idle(scope: Scope, receive: Receive, send: Send) -> None:
             pass
     else:
         await plaintext(scope, receive, send)
+
+
+async def pid(scope: Scope, receive: Receive, send: Send) -> None:
+    """The kill -9 measurement of bench/workers.py: which worker process answered."""
+    if scope["type"] == "http":
+        import os
+
+        body = str(os.getpid()).encode()
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
+    elif scope["type"] == "lifespan":
+        await lifespan(receive, send)

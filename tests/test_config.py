@@ -95,7 +95,9 @@ def _requirements(name: str, file: Path) -> dict[str, Any]:
     needed: dict[str, Any] = {}
     required = SETTINGS[name].declared.requires
     while required is not None:
-        needed[required] = str(file) if SETTINGS[required].kind == "file" else "x"
+        kind = SETTINGS[required].kind
+        needed[required] = (str(file) if kind == "file" else 1 if kind in ("int", "float")
+                            else True if kind == "bool" else "x")
         required = SETTINGS[required].declared.requires
     return needed
 
@@ -108,6 +110,12 @@ def test_a_setting_without_the_one_it_needs_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"--ssl-cert-reqs.*needs --ssl-ca-certs"):
         Config(hello, ssl_certfile=str(existing), ssl_cert_reqs=2)
     assert Config(hello, ssl_certfile=str(existing), ssl_cert_reqs=0).ssl_cert_reqs == 0
+    with pytest.raises(ConfigError, match=r"--limit-max-requests.*needs --workers"):
+        Config(hello, limit_max_requests=100)  # one process has no one to take over from it
+    with pytest.raises(ConfigError, match=r"--reload-dir.*needs --reload"):
+        Config(hello, reload_dirs=["src"])
+    with pytest.raises(ConfigError, match=r"--reuse-port.*not --fd or --uds"):
+        Config(hello, workers=2, reuse_port=True, uds="/tmp/x.sock")
 
 
 def test_list_default_is_not_shared() -> None:

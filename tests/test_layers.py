@@ -49,7 +49,16 @@ ALLOWED: Final[dict[str, frozenset[str]]] = {
     "configfile": frozenset({"config", "exceptions"}),
     "importer": frozenset({"exceptions"}),
     "lifespan": frozenset({"logging", "types"}),
-    "server": SHARED | {"transport", "envfile", "importer", "lifespan"},
+    "server": SHARED | {"transport", "envfile", "importer", "lifespan", "binding", "supervisor"},
+    # Processes: binding the listening sockets once, the supervisor and its link to each
+    # worker. The supervisor stays clear of the server (and so of the app and the event loop):
+    # only the worker, a fresh process, runs one.
+    "binding": frozenset({"config", "exceptions"}),
+    "link": frozenset(),
+    "supervisor": SHARED | {"binding", "link", "reload"},
+    # --reload's file watcher, a thread of the supervisor's.
+    "reload": SHARED,
+    "worker": SHARED | {"server", "binding", "link"},
     "cli": frozenset({"asgisock", "config", "configfile", "exceptions", "server", "ws"}),
     "__main__": frozenset({"cli"}),
     "asgisock": frozenset({"extensions", "config", "exceptions", "server"}),

@@ -6,6 +6,7 @@ import asyncio
 import io
 import logging
 import os
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -208,3 +209,36 @@ def test_level_prefix(colours: bool) -> None:
     assert line.endswith(" hello")
     assert ("\x1b[33m" in line) is colours
     assert "WARNING:" in line
+
+
+# -- the JSON line -------------------------------------------------------------------------------
+
+json_scopes = st.fixed_dictionaries({
+    "client": st.one_of(st.none(), st.tuples(st.sampled_from(["10.0.0.1", "::1"]), st.integers(0, 65535))),
+    "method": st.sampled_from(["GET", "POST", "PURGE"]),
+    "path": st.text(max_size=30),
+    "query_string": st.binary(max_size=20),
+    "headers": st.lists(st.tuples(st.sampled_from([b"user-agent", b"x-request-id", b"host", b"accept"]),
+                                  st.binary(max_size=20)), max_size=5),
+}).map(lambda changes: SCOPE | changes)
+
+
+@given(json_scopes, st.integers(100, 599), st.integers(0, 2**40), st.floats(0, 1e4))
+def test_the_json_line_is_json_with_every_field(scope: dict[str, Any], status: int, size: int,
+                                                duration: float) -> None:
+    import json
+
+    line = AccessFormat("json").render(scope, status, [], size, duration)
+    assert "\n" not in line
+    entry = json.loads(line)
+    headers = dict(scope["headers"])  # the last of each name, as the line takes it
+    client = scope["client"]
+    assert entry == {
+        "time": entry["time"],
+        "client": f"{client[0]}:{client[1]}" if client else None,
+        "method": scope["method"], "path": scope["path"], "query": scope["query_string"].decode("latin-1"),
+        "status": status, "bytes": size, "duration": pytest.approx(duration, abs=1e-6),
+        "user_agent": headers[b"user-agent"].decode("latin-1") if b"user-agent" in headers else None,
+        "request_id": headers[b"x-request-id"].decode("latin-1") if b"x-request-id" in headers else None,
+    }
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", entry["time"])

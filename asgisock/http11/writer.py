@@ -417,6 +417,12 @@ class ResponseWriter:
         self.keep_alive = request.keep_alive
         self.state = EXPECT_CONTINUE if request.expect_continue and not body_complete else IDLE
 
+    @property
+    def reused(self) -> bool:
+        """A response is complete and the connection carries the next one (before the first
+        response, ``keep_alive`` is False)."""
+        return self.state is DONE and self.keep_alive
+
     def close_after_response(self) -> None:
         """The server is closing: this response is the connection's last."""
         self.keep_alive = False

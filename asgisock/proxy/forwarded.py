@@ -26,6 +26,8 @@ from asgisock.http11.headers import HOST_RE
 __all__ = ["Forwarding", "TrustedProxies", "resolve"]
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+_MAX_SEEN: Final = 4096
+"""Addresses whose trust is remembered; past that many, each new one is worked out afresh."""
 
 _SCHEMES: Final = {
     b"http": ("http", "ws"), b"https": ("https", "wss"), b"ws": ("http", "ws"), b"wss": ("https", "wss"),
@@ -69,11 +71,23 @@ class TrustedProxies:
                 except ValueError:
                     raise ValueError(f"{item!r} is not an IP address, a network, '*' or 'unix:'") from None
         self.unix = self.unix or self.everyone or any(net.is_loopback for net in self.networks)
+        self._seen: dict[str, bool] = {}
+        """Answers for the addresses met so far: a server sees the same few proxies (or clients)
+        over and over, and parsing an address costs more than the rest of accepting a connection."""
 
     def trusts(self, host: str | None) -> bool:
         """Whether a peer (``None``: on a UNIX socket) or a forwarded address is a trusted proxy."""
         if host is None:
             return self.unix
+        known = self._seen.get(host)
+        if known is not None:
+            return known
+        trusted = self._check(host)
+        if len(self._seen) < _MAX_SEEN:
+            self._seen[host] = trusted
+        return trusted
+
+    def _check(self, host: str) -> bool:
         if self.everyone:
             return True
         try:

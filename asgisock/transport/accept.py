@@ -64,29 +64,49 @@ class Acceptor:
         self.trusted = trusted
         self.timeout = max(timeout, 0.001)
         self.tasks: set[asyncio.Task[None]] = set()
-        """The accept loops, and the connections not yet handed to their protocol."""
+        """The connections not yet handed to their protocol."""
+        self.accepting: set[asyncio.Task[None]] = set()
+        """The accept loops."""
         for sock in sockets:
             sock.setblocking(False)
-            self._spawn(self._accept(sock))
+            self._spawn(self._accept(sock), self.accepting)
+
+    @property
+    def opening(self) -> bool:
+        """Some connections are still in their PROXY header or TLS handshake."""
+        return bool(self.tasks)
 
     def close(self) -> None:
-        """Stop accepting, and drop the connections whose handshake is not done."""
-        for task in list(self.tasks):
+        """Stop accepting; the connections in their handshake finish it (each is bounded by
+        the handshake's deadline), or are dropped by :meth:`abort`."""
+        for sock in self.sockets:
+            self.loop.remove_reader(sock.fileno())  # before the close frees the descriptor
+        for task in list(self.accepting):
             task.cancel()
         for sock in self.sockets:
             sock.close()
 
-    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
+    def abort(self) -> None:
+        """Drop the connections whose handshake is not done."""
+        for task in list(self.tasks):
+            task.cancel()
+
+    def _spawn(self, coroutine: Coroutine[Any, Any, None], tasks: set[asyncio.Task[None]] | None = None) -> None:
         task = self.loop.create_task(coroutine)
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
+        group = self.tasks if tasks is None else tasks
+        group.add(task)
+        task.add_done_callback(group.discard)
 
     async def _accept(self, sock: socket.socket) -> None:
-        loop = self.loop
         while True:
+            # accept() itself is never awaited: a loop cancelled by close() is then always
+            # waiting for readability, and a connection it accepted is never lost on the way.
             try:
-                conn, _ = await loop.sock_accept(sock)
-            except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+                conn, _ = sock.accept()
+            except (BlockingIOError, InterruptedError):
+                await self._readable(sock)
+                continue
+            except ConnectionAbortedError:
                 continue
             except OSError as exc:  # EMFILE, ENFILE, ENOBUFS: let some connections close first
                 error_logger.error("Cannot accept a connection: %s", exc)

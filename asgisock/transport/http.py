@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Final, cast
 
 from asgisock.asgi.http_cycle import HTTPCycle
 from asgisock.asgi.scope import http_scope
-from asgisock.http11.connection import HTTP11Connection
+from asgisock.http11.connection import HTTP11Connection, ParserState
 from asgisock.http11.events import END_OF_MESSAGE, EndOfMessage, Event, Request, RequestError
 from asgisock.http11.writer import ResponseWriter, error_response
 from asgisock.logging import TRACE, error_logger
@@ -71,7 +71,7 @@ class HTTPProtocol(WriteFlow, FileBodies, asyncio.Protocol):
         origin = self.origin
         if origin is not None and origin.client is not None:
             self.client, self.server = origin.client, origin.server
-        ssl_object = transport.get_extra_info("ssl_object")
+        ssl_object = transport.get_extra_info("ssl_object") if config.ssl_certfile else None
         self.scheme = "http" if ssl_object is None else "https"
         self.tls = None if ssl_object is None else connection_tls(ssl_object, transport.get_extra_info("sslcontext"))
         """The ASGI ``tls`` extension, the same for every request of the connection."""
@@ -88,6 +88,8 @@ class HTTPProtocol(WriteFlow, FileBodies, asyncio.Protocol):
         self.idle_timer: asyncio.TimerHandle | None = None
         self.body_clock: BodyClock | None = None
         self.state.connections.add(self)
+        if state.draining:  # accepted just before the server stopped listening
+            self.closing = True
         self._became_idle()
         if error_logger.isEnabledFor(TRACE):
             error_logger.log(TRACE, "%s - HTTP connection made", self.client)
@@ -134,7 +136,7 @@ class HTTPProtocol(WriteFlow, FileBodies, asyncio.Protocol):
                 if cycle is not None and cycle.feed_body(event):  # type: ignore[arg-type]
                     self._update_reading()
             elif kind is Request:
-                if self.cycle is not None or self.closing:
+                if self.cycle is not None:
                     self._defer(events, index)
                     return
                 # A request whose end is already read (no body, the usual keep-alive read)
@@ -161,6 +163,7 @@ class HTTPProtocol(WriteFlow, FileBodies, asyncio.Protocol):
 
     def _start_cycle(self, request: Request, *, complete: bool = False) -> None:
         """Hand a request to the app; ``complete`` when its end (no body) is already read."""
+        self.state.requests += 1
         if not complete:
             # From here the clock runs only while the request body is awaited from the client.
             self.idle_since = now = self.loop.time()
@@ -375,16 +378,23 @@ class HTTPProtocol(WriteFlow, FileBodies, asyncio.Protocol):
             self.idle_timer = None
 
     # -- shutdown --------------------------------------------------------------------------
-    def shutdown(self) -> None:
-        """Close now if idle, else after the response in flight."""
+    def shutdown(self, *, restart: bool = False) -> str:
+        """The server drains: close after the response in flight (``"request"``), which the
+        response writer marks ``Connection: close`` if its head has not gone out yet; close now
+        a connection idle between two requests (``"idle"``: RFC 9112 §9.3.1 lets its client
+        retry a request it sends meanwhile). A connection that has not yet carried a request,
+        or is in the middle of a request head, gets to send it (``"awaited"``): its client could
+        not tell a close from a failure. Pipelined requests not started are dropped."""
         self.closing = True
         self.pending.clear()
-        if self.cycle is None:
+        if self.cycle is not None:
+            self.cycle.close_after_response()
+            return "request"
+        if self.writer.reused and self.conn.state is ParserState.IDLE:
             if not self.closed:
                 self._close()
-        else:
-            self.cycle.close_after_response()
-
+            return "idle"
+        return "awaited"
 
 
 class BodyClock:

@@ -33,6 +33,7 @@ from asgisock.ws.connection import (
     WebSocketConnection,
 )
 from asgisock.ws.deflate import DeflateSettings, PerMessageDeflate
+from asgisock.ws.frames import CloseCode
 from asgisock.ws.handshake import Handshake, HandshakeError, reject_response, validate_handshake
 
 if TYPE_CHECKING:
@@ -76,6 +77,7 @@ class WebSocketProtocol(WriteFlow, asyncio.Protocol):
         self.read_paused = False
         self.closed = False
         self.shutting_down = False
+        self.shutdown_close: tuple[int, str] = (CloseCode.GOING_AWAY, "server shutting down")
         self.compressing: asyncio.Future[None] | None = None
         """Set while a large message is compressed in a worker thread."""
         self.pending_input: list[bytes] = []
@@ -207,7 +209,7 @@ class WebSocketProtocol(WriteFlow, asyncio.Protocol):
         pending, self.pending_input = self.pending_input, []
         self._receive(conn, b"".join(pending))
         if self.shutting_down:
-            self.close(1012, "server shutting down")
+            self.close(*self.shutdown_close)
         else:
             self._resume_if_ready()
 
@@ -351,9 +353,15 @@ class WebSocketProtocol(WriteFlow, asyncio.Protocol):
         else:
             self.transport.pause_reading()
 
-    def shutdown(self) -> None:
-        """Server shutdown: 1012 (service restart) to an open connection, else just close."""
+    def shutdown(self, *, restart: bool = False) -> str:
+        """The server drains: start the closing handshake with 1001 (going away), or 1012
+        (service restart) when another process takes over (RFC 6455 §7.4.1, IANA registry);
+        the app gets ``websocket.disconnect`` once the client answers. A connection whose
+        handshake the app has not answered yet is closed so as soon as it is accepted."""
         self.shutting_down = True
+        self.shutdown_close = ((CloseCode.SERVICE_RESTART, "server restarting") if restart
+                               else (CloseCode.GOING_AWAY, "server shutting down"))
         conn = self.conn
         if conn is not None and conn.state is State.OPEN and not self.closed:
-            self.close(1012, "server shutting down")
+            self.close(*self.shutdown_close)
+        return "websocket"

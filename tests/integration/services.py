@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.test_cli import Output
+from tests.processes import Output
 from tests.support import timeout
 
 

@@ -30,7 +30,7 @@ from asgisock.types import Receive, Scope, Send
 from examples.chat import create_app
 from examples.chat.brokers import REDIS_DOWN
 from tests.integration.services import RedisServer, require
-from tests.integration.test_cli import Launcher
+from tests.processes import Launcher
 from tests.support import serve, timeout
 
 pytestmark = pytest.mark.browser
@@ -302,7 +302,7 @@ def test_the_page_reconnects_after_a_restart(loop: str, launch: Launcher,
     status = page.locator("#status")
     expect(status).to_have_attribute("data-state", re.compile("retrying|connecting"))
     expect(page.locator("#log .notice.error").first).to_have_text(re.compile(
-        r"^Disconnected \(1012: server shutting down\)\. Reconnecting in [0-9.]+ s \(attempt 1\)\.$"))
+        r"^Disconnected \(1001: server shutting down\)\. Reconnecting in [0-9.]+ s \(attempt 1\)\.$"))
 
     second = launch("examples.chat:app", "--port", port, "--loop", loop)
     assert second.port == int(port)

@@ -22,7 +22,7 @@ from examples.chat import create_app
 from examples.chat.brokers import REDIS_DOWN
 from examples.chat.hub import MAX_TEXT, Connection, parse
 from tests.integration.services import RedisServer
-from tests.integration.test_cli import Cli, Launcher
+from tests.processes import Cli, Launcher
 from tests.support import serve, timeout
 
 ROOT = Path(__file__).parents[2]

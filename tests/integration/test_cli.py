@@ -10,20 +10,16 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO
 
 import httpx
 import pytest
 
 import asgisock
 from asgisock.config import SETTINGS
+from tests.processes import Cli, Launcher, Output, child_env, read_until_closed
 from tests.support import timeout
-
-STARTED = re.compile(r"asgisock running on (\S+) \(Press CTRL\+C to quit\)")
 
 APP_SOURCE = '''
 import asyncio
@@ -115,125 +111,10 @@ async def no_lifespan(scope, receive, send):
 '''
 
 
-class Output:
-    """The lines of one pipe of the child, read in a thread so the test can wait for a line."""
-
-    def __init__(self, stream: IO[str]) -> None:
-        self.lines: list[str] = []
-        self.closed = False
-        self._changed = threading.Condition()
-        self._thread = threading.Thread(target=self._read, args=(stream,), daemon=True)
-        self._thread.start()
-
-    def _read(self, stream: IO[str]) -> None:
-        for line in stream:
-            with self._changed:
-                self.lines.append(line.rstrip("\n"))
-                self._changed.notify_all()
-        with self._changed:
-            self.closed = True
-            self._changed.notify_all()
-
-    @property
-    def text(self) -> str:
-        with self._changed:
-            return "\n".join(self.lines)
-
-    def wait_for(self, text: str | tuple[str, ...], seconds: float = 10) -> str:
-        """The first line that contains ``text`` (or one of them), waiting for the child to write it."""
-        texts = (text,) if isinstance(text, str) else text
-        deadline = time.monotonic() + timeout(seconds)
-        with self._changed:
-            while True:
-                for line in self.lines:
-                    if any(t in line for t in texts):
-                        return line
-                remaining = deadline - time.monotonic()
-                if self.closed or remaining <= 0:
-                    raise AssertionError(f"{text!r} never appeared in:\n" + "\n".join(self.lines))
-                self._changed.wait(remaining)
-
-    def join(self) -> None:
-        self._thread.join(timeout(10))
-        assert not self._thread.is_alive()
-
-
-class Cli:
-    """One ``python -m asgisock`` process."""
-
-    def __init__(self, args: list[str], *, cwd: Path, env: dict[str, str] | None = None,
-                 pass_fds: tuple[int, ...] = ()) -> None:
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "asgisock", *args],
-            cwd=cwd, env=child_env(env), pass_fds=pass_fds,
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )
-        assert self.process.stdout is not None and self.process.stderr is not None
-        self.stdout = Output(self.process.stdout)
-        self.stderr = Output(self.process.stderr)
-
-    def started(self) -> str:
-        """The address from the start-up line, e.g. ``http://127.0.0.1:41813``."""
-        match = STARTED.search(self.stderr.wait_for("asgisock running on "))
-        assert match is not None
-        return match.group(1)
-
-    @property
-    def url(self) -> str:
-        return self.started()
-
-    @property
-    def port(self) -> int:
-        return int(self.started().rsplit(":", 1)[1])
-
-    def connect(self) -> socket.socket:
-        return socket.create_connection(("127.0.0.1", self.port), timeout=timeout(5))
-
-    def send_signal(self, sig: int) -> None:
-        self.process.send_signal(sig)
-
-    def wait(self, seconds: float = 10) -> int:
-        """The exit code; every line of output has been read when this returns."""
-        code = self.process.wait(timeout(seconds))
-        self.stdout.join()
-        self.stderr.join()
-        return code
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-        self.process.wait(timeout(10))
-        for pipe in (self.process.stdout, self.process.stderr):
-            if pipe is not None:
-                pipe.close()
-
-
-def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
-    """The test's environment without any ASGISOCK_* setting, so each test states its own."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ASGISOCK_")}
-    env["PYTHONUNBUFFERED"] = "1"
-    env.update(extra or {})
-    return env
-
-
 @pytest.fixture
 def app_dir(tmp_path: Path) -> Path:
     (tmp_path / "cliapp.py").write_text(APP_SOURCE)
     return tmp_path
-
-
-class Launcher:
-    """Starts ``asgisock`` processes in the app directory and kills what is left at teardown."""
-
-    def __init__(self, cwd: Path) -> None:
-        self.cwd = cwd
-        self.started: list[Cli] = []
-
-    def __call__(self, *args: str, env: dict[str, str] | None = None,
-                 pass_fds: tuple[int, ...] = ()) -> Cli:
-        cli = Cli(list(args), cwd=self.cwd, env=env, pass_fds=pass_fds)
-        self.started.append(cli)
-        return cli
 
 
 @pytest.fixture
@@ -248,19 +129,6 @@ def run_cli(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subproc
     """A command that exits by itself: --help, --version, a bad setting or app."""
     return subprocess.run([sys.executable, "-m", "asgisock", *args], cwd=cwd, env=child_env(env),
                           stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout(20))
-
-
-def read_until_closed(sock: socket.socket) -> bytes:
-    """What the server sent before it closed the connection (an abort counts as a close)."""
-    chunks: list[bytes] = []
-    while True:
-        try:
-            chunk = sock.recv(65536)
-        except ConnectionResetError:
-            chunk = b""
-        if not chunk:
-            return b"".join(chunks)
-        chunks.append(chunk)
 
 
 def one_line(stderr: str) -> str:
@@ -593,7 +461,8 @@ def test_in_flight_request_finishes_during_shutdown(launch: Launcher, loop: str)
     assert data.startswith(b"HTTP/1.1 200 OK\r\n")
     assert b"connection: close\r\n" in data
     assert data.endswith(b"\r\n\r\nhello")
-    stop_gracefully(cli, signal.SIGTERM)
+    assert cli.wait() == 0, cli.stderr.text  # the drain is over: the process exits by itself
+    assert "lifespan shutdown" in cli.stdout.lines
 
 
 def test_graceful_shutdown_timeout_cuts_hung_request(launch: Launcher) -> None:
@@ -615,7 +484,7 @@ def test_second_sigint_forces_exit(launch: Launcher, loop: str) -> None:
         cli.stdout.wait_for("hang request started")
         cli.send_signal(signal.SIGINT)
         cli.stderr.wait_for("Waiting for connections to close")
-        assert cli.process.poll() is None  # without a timeout, the hung request holds shutdown
+        assert cli.process.poll() is None  # the hung request holds shutdown for up to 25 s
         cli.send_signal(signal.SIGINT)
         assert cli.wait() == 0
         read_until_closed(sock)
@@ -779,3 +648,14 @@ def test_access_lines_survive_a_crash(launch: Launcher) -> None:
     cli.wait()
     for index in range(20):
         assert f'"GET /line-{index} HTTP/1.1" 200' in cli.stderr.text
+
+
+def test_json_access_log(launch: Launcher) -> None:
+    cli = launch("cliapp:app", "--port", "0", "--lifespan", "off", "--access-log-format", "json")
+    httpx.get(cli.url + "/scope?x=1", headers={"User-Agent": 'probe "1"', "X-Request-ID": "r-42"},
+              timeout=timeout(5))
+    line = cli.stderr.wait_for('"path":"/scope"')
+    entry = json.loads(line.split("INFO:", 1)[1])
+    assert entry["method"] == "GET" and entry["query"] == "x=1" and entry["status"] == 200
+    assert entry["user_agent"] == 'probe "1"' and entry["request_id"] == "r-42"
+    assert entry["client"].startswith("127.0.0.1:") and entry["bytes"] > 0

@@ -11,7 +11,8 @@ import httpx
 import pytest
 
 from asgisock.config import SETTINGS
-from tests.integration.test_cli import APP_SOURCE, Cli, run_cli
+from tests.integration.test_cli import APP_SOURCE, run_cli
+from tests.processes import Cli
 from tests.support import timeout
 
 
