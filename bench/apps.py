@@ -9,7 +9,10 @@ log an error (and spend time on it) when an app raises on a lifespan scope.
 from __future__ import annotations
 
 import contextlib
+import os
+import tempfile
 from collections.abc import Awaitable, Callable, MutableMapping
+from pathlib import Path
 from typing import Any, Final
 
 Message = MutableMapping[str, Any]
@@ -74,6 +77,46 @@ async def stream(scope: Scope, receive: Receive, send: Send) -> None:
         await send(STREAM_START)
         for _ in range(CHUNKS):
             await send(STREAM_CHUNK)
+        await send(STREAM_END)
+    elif scope["type"] == "lifespan":
+        await lifespan(receive, send)
+
+
+def bench_file() -> str:
+    """The 1 MiB file the ``file`` app serves, written once with the same bytes as ``stream``
+    sends (every server process imports this module, so it is replaced whole, never half written)."""
+    path = Path(tempfile.gettempdir()) / "asgisock-bench-1mib.bin"
+    if not path.exists() or path.stat().st_size != CHUNK_SIZE * CHUNKS:
+        partial = path.with_name(f"{path.name}.{os.getpid()}")
+        partial.write_bytes(CHUNK * CHUNKS)
+        os.replace(partial, path)
+    return str(path)
+
+
+CHUNK_SIZE: Final = len(CHUNK)
+FILE: Final = bench_file()
+FILE_START: Final = {
+    "type": "http.response.start",
+    "status": 200,
+    "headers": [(b"content-type", b"application/octet-stream"),
+                (b"content-length", str(CHUNK_SIZE * CHUNKS).encode())],
+}
+FILE_PATHSEND: Final = {"type": "http.response.pathsend", "path": FILE}
+
+
+async def file(scope: Scope, receive: Receive, send: Send) -> None:
+    """Scenario 3c: a 1 MiB file with its Content-Length. Sent with ``http.response.pathsend``
+    where the server offers it, else read in 64 KiB pieces, each sent as a body message, as
+    Starlette's FileResponse does (but read in the loop, without its worker thread: the
+    cheapest way there is without the extension)."""
+    if scope["type"] == "http":
+        await send(FILE_START)
+        if "http.response.pathsend" in scope.get("extensions", {}):
+            await send(FILE_PATHSEND)
+            return
+        with open(FILE, "rb") as handle:
+            while piece := handle.read(CHUNK_SIZE):
+                await send({"type": "http.response.body", "body": piece, "more_body": True})
         await send(STREAM_END)
     elif scope["type"] == "lifespan":
         await lifespan(receive, send)

@@ -129,7 +129,7 @@ class CeilingProtocol(asyncio.Protocol):
         elif data.find(b"Upgrade: websocket", pos, end) != -1:
             self.upgrade(data, pos, end)
             return False
-        elif data.startswith(b"GET /stream", pos):
+        elif data.startswith((b"GET /stream", b"GET /file"), pos):  # 1 MiB, however it is made
             self.transport.write(STREAM)
         elif data.find(CLOSE, pos, end) != -1:
             self.transport.write(PLAIN_CLOSE)

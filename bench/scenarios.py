@@ -158,6 +158,10 @@ def http_stream(settings: Settings, server: RunningServer) -> Result:
     return run_wrk(settings, server, [], path="/stream", min_response=2**20)
 
 
+def http_file(settings: Settings, server: RunningServer) -> Result:
+    return run_wrk(settings, server, [], path="/file", min_response=2**20)
+
+
 # ------------------------------------------------------------------------------ WebSocket
 
 
@@ -306,6 +310,8 @@ SCENARIOS: Final = (
              http_close),
     Scenario("http-upload", "HTTP upload, 64 KiB POST bodies", "upload", "requests/s",
              http_upload),
+    Scenario("http-file", "HTTP download, 1 MiB file (pathsend where offered)", "file", "requests/s",
+             http_file),
     Scenario("http-stream", "HTTP download, 1 MiB chunked response", "stream", "requests/s",
              http_stream),
     Scenario("ws-echo-small", "WebSocket echo, 16-byte text", "echo", "messages/s",

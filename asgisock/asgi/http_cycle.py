@@ -1,7 +1,8 @@
 """One HTTP request/response cycle as the app sees it: ``receive()``, ``send()`` and their rules.
 
 The rules of the ASGI HTTP spec (message order, field types, ``http.disconnect``, an ``OSError``
-from ``send()`` after the client left) live here and nowhere else. How the response is framed
+from ``send()`` after the client left) and of its response extensions (``zerocopysend``,
+``pathsend``, ``early_hint``, ``trailers``) live here and nowhere else. How the response is framed
 and whether the connection is reused belong to the wire protocol, reached through
 :class:`ResponseWire`; the transport feeds the request body in and writes the bytes out through
 :class:`CycleOwner`. Nothing here is specific to HTTP/1.1.
@@ -12,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any, Final, NoReturn, Protocol
 
 from asgisock.exceptions import BrokenFraming, ClientDisconnected, InvalidResponse
@@ -40,6 +42,16 @@ class ResponseWire(Protocol):
         """The head with the first body message; InvalidResponse or BrokenFraming when refused."""
     def body(self, body: bytes, more: bool) -> bytes:
         """A later body message; BrokenFraming when it overruns the announced length."""
+    def file_start(self, status: int, headers: Any, size: int, more: bool) -> tuple[bytes, bool, bytes]:
+        """:meth:`start` with ``size`` bytes of a file as the first body part: the bytes to write
+        before the file, whether to send the file at all, the bytes to write after it."""
+    def file_body(self, size: int, more: bool) -> tuple[bytes, bool, bytes]:
+        """:meth:`body` with ``size`` bytes of a file, framed as :meth:`file_start` says."""
+    def early_hint(self, links: Any) -> bytes:
+        """An interim response with the links, or nothing where none can be sent; InvalidResponse."""
+    def trailers(self, headers: Any, more: bool) -> bytes:
+        """Trailer fields after a body whose last message was passed as not final; the last
+        (not ``more``) completes the response. InvalidResponse or BrokenFraming when refused."""
     def continue_(self) -> bytes:
         """The app waits for the request body: the interim answer the client may wait for."""
     def request_complete(self) -> None: ...
@@ -55,6 +67,17 @@ class CycleOwner(Protocol):
 
     def write(self, data: bytes) -> None: ...
     async def drain(self) -> None: ...
+    def open_file(self, path: Any) -> tuple[int, int]:
+        """Open the regular file at the absolute ``path``: its descriptor and size; OSError or
+        ValueError."""
+    def file_span(self, file: Any, offset: int | None, count: int | None) -> tuple[int, int, int]:
+        """The descriptor of ``file`` (an object with ``fileno()``, or a descriptor) and the part
+        of it to send: ``offset`` (None: the file's position) and ``count`` (None: to the end),
+        within the file; OSError or ValueError."""
+    async def send_file(self, fd: int, offset: int, count: int) -> None:
+        """Send ``count`` bytes of ``fd`` from ``offset``, after what was written; the file's
+        position ends after them. ClientDisconnected, or OSError when the file fails or is short."""
+    def close_file(self, fd: int) -> None: ...
     def body_consumed(self) -> None: ...
     def response_complete(self, keep_alive: bool) -> None: ...
     def app_finished(self, cycle: HTTPCycle) -> None: ...
@@ -71,6 +94,11 @@ class ResponseState(enum.Enum):
     STARTED = enum.auto()
     """``http.response.start`` received; its head waits for the first body message."""
     STREAMING = enum.auto()
+    STARTED_WITH_TRAILERS = enum.auto()
+    """As ``STARTED``, with ``trailers: True``: ``http.response.trailers`` follow the body."""
+    STREAMING_WITH_TRAILERS = enum.auto()
+    TRAILERS = enum.auto()
+    """The body is complete; ``http.response.trailers`` messages follow."""
     COMPLETE = enum.auto()
 
 
@@ -94,6 +122,9 @@ class RequestState(enum.Enum):
 NOT_STARTED: Final = ResponseState.NOT_STARTED
 STARTED: Final = ResponseState.STARTED
 STREAMING: Final = ResponseState.STREAMING
+STARTED_WITH_TRAILERS: Final = ResponseState.STARTED_WITH_TRAILERS
+STREAMING_WITH_TRAILERS: Final = ResponseState.STREAMING_WITH_TRAILERS
+TRAILERS: Final = ResponseState.TRAILERS
 COMPLETE: Final = ResponseState.COMPLETE
 RECEIVING: Final = RequestState.RECEIVING
 RECEIVED: Final = RequestState.RECEIVED
@@ -102,13 +133,29 @@ DISCONNECTED: Final = RequestState.DISCONNECTED
 
 RESPONSE_TRANSITIONS: Final[dict[str, dict[ResponseState, ResponseState]]] = {
     "http.response.start": {NOT_STARTED: STARTED},
+    "http.response.start (trailers)": {NOT_STARTED: STARTED_WITH_TRAILERS},
     "http.response.body": {STARTED: STREAMING, STREAMING: STREAMING},
     "http.response.body (final)": {STARTED: COMPLETE, STREAMING: COMPLETE},
-    "end": {NOT_STARTED: COMPLETE, STARTED: COMPLETE, STREAMING: COMPLETE},
+    "http.response.body (trailers follow)": {STARTED_WITH_TRAILERS: STREAMING_WITH_TRAILERS,
+                                             STREAMING_WITH_TRAILERS: STREAMING_WITH_TRAILERS},
+    "http.response.body (final, trailers follow)": {STARTED_WITH_TRAILERS: TRAILERS,
+                                                    STREAMING_WITH_TRAILERS: TRAILERS},
+    # ASGI: a path-send "cannot be mixed with http.response.body": the file is the whole body.
+    "http.response.pathsend": {STARTED: COMPLETE, STARTED_WITH_TRAILERS: TRAILERS},
+    "http.response.trailers": {TRAILERS: TRAILERS},
+    "http.response.trailers (final)": {TRAILERS: COMPLETE},
+    # ASGI allows hints "after the Response Start message but before the final Response Body";
+    # before the start too, as Starlette's send_early_hints() sends them.
+    "http.response.early_hint": {NOT_STARTED: NOT_STARTED, STARTED: STARTED, STREAMING: STREAMING,
+                                 STARTED_WITH_TRAILERS: STARTED_WITH_TRAILERS,
+                                 STREAMING_WITH_TRAILERS: STREAMING_WITH_TRAILERS},
+    "end": {NOT_STARTED: COMPLETE, STARTED: COMPLETE, STREAMING: COMPLETE, STARTED_WITH_TRAILERS: COMPLETE,
+            STREAMING_WITH_TRAILERS: COMPLETE, TRAILERS: COMPLETE},
 }
 """The allowed transitions, as data: a message (a body with ``more_body`` False is the final
 one) or the end of the cycle (the app failed, the framing broke) maps a state to the next; a
-message refused in a state is an ASGI order error."""
+message refused in a state is an ASGI order error. ``http.response.zerocopysend`` moves as a
+body does."""
 
 REQUEST_TRANSITIONS: Final[dict[str, dict[RequestState, RequestState]]] = {
     "body read": {RECEIVING: RECEIVED, DISCONNECTED: DISCONNECTED},
@@ -121,6 +168,15 @@ _ON_START: Final = RESPONSE_TRANSITIONS["http.response.start"]
 _ON_BODY: Final = RESPONSE_TRANSITIONS["http.response.body"]
 _ON_FINAL_BODY: Final = RESPONSE_TRANSITIONS["http.response.body (final)"]
 _ON_END: Final = RESPONSE_TRANSITIONS["end"]
+_ON_START_TRAILERS: Final = RESPONSE_TRANSITIONS["http.response.start (trailers)"]
+_ON_BODY_TRAILERS: Final = RESPONSE_TRANSITIONS["http.response.body (trailers follow)"]
+_ON_FINAL_BODY_TRAILERS: Final = RESPONSE_TRANSITIONS["http.response.body (final, trailers follow)"]
+_ON_TRAILERS: Final = RESPONSE_TRANSITIONS["http.response.trailers"]
+_ON_FINAL_TRAILERS: Final = RESPONSE_TRANSITIONS["http.response.trailers (final)"]
+_ON_EARLY_HINT: Final = RESPONSE_TRANSITIONS["http.response.early_hint"]
+_ON_PATHSEND: Final = RESPONSE_TRANSITIONS["http.response.pathsend"]
+_NOTHING_ON_WIRE: Final = frozenset({NOT_STARTED, STARTED, STARTED_WITH_TRAILERS})
+"""States in which no byte of the response has been written (a 103 is no part of it)."""
 _ON_BODY_READ: Final = REQUEST_TRANSITIONS["body read"]
 _ON_BODY_DELIVERED: Final = REQUEST_TRANSITIONS["body delivered"]
 _ON_DISCONNECT: Final = REQUEST_TRANSITIONS["disconnect"]
@@ -202,7 +258,7 @@ class HTTPCycle:
     @property
     def response_on_wire(self) -> bool:
         """Some of the response was written: no other answer can be given to this request."""
-        return self.state is STREAMING or self.state is COMPLETE
+        return self.state not in _NOTHING_ON_WIRE
 
     def _wake(self) -> None:
         waiter = self.waiter
@@ -253,7 +309,8 @@ class HTTPCycle:
             try:
                 new = (_ON_BODY if more else _ON_FINAL_BODY)[state]
             except KeyError:
-                raise RuntimeError(_order_error(kind, state)) from None
+                await self._send_other(kind, message)  # trailers announced, or out of order
+                return
             body = message.get("body", b"")
             if type(body) is not bytes:
                 body = _body_of(message)
@@ -286,12 +343,170 @@ class HTTPCycle:
                 raise RuntimeError(f"invalid status in http.response.start: {status!r}")
             self.status = status
             self.response_headers = message.get("headers", ())
-            self.state = _ON_START[state]
+            self.state = (_ON_START_TRAILERS if message.get("trailers") else _ON_START)[state]
             return  # the head waits for the first body message (ASGI allows it)
         else:
-            raise RuntimeError(_order_error(kind, state))
+            await self._send_other(kind, message)
+            return
         if self.owner.write_paused:
             await self.owner.drain()
+
+    # -- send(): the extensions, and bodies followed by trailers ---------------------------
+    async def _send_other(self, kind: Any, message: Message) -> None:
+        """Every message but a plain body and the start: the path :meth:`send` leaves to this
+        one, so that the common response pays nothing for the rest."""
+        handler = _HANDLERS.get(kind) if type(kind) is str else None
+        if handler is None:
+            raise RuntimeError(_order_error(kind, self.state))
+        await handler(self, message)
+
+    def _body_state(self, kind: str, more: bool) -> ResponseState:
+        """The state after a body part (bytes, or a file), or the order error."""
+        state = self.state
+        new = (_ON_BODY if more else _ON_FINAL_BODY).get(state)
+        if new is None:
+            new = (_ON_BODY_TRAILERS if more else _ON_FINAL_BODY_TRAILERS).get(state)
+            if new is None:
+                raise RuntimeError(_order_error(kind, state))
+        return new
+
+    async def _send_body(self, message: Message) -> None:
+        """``http.response.body`` when trailers follow: the final one is not final on the wire."""
+        more = bool(message.get("more_body", False))
+        new = self._body_state("http.response.body", more)
+        body = _body_of(message)
+        wire_more = more or new is TRAILERS
+        try:
+            if self.state is STARTED_WITH_TRAILERS:
+                data = self.wire.start(self.status, self.response_headers, body, wire_more)
+            else:
+                data = self.wire.body(body, wire_more)
+        except InvalidResponse as exc:
+            raise RuntimeError(f"invalid http.response.start: {exc}") from None
+        except BrokenFraming as exc:
+            self._framing_broken(exc)
+        self.state = new
+        if data:
+            self.owner.write(data)
+        await self._after_part(new)
+
+    async def _send_zerocopy(self, message: Message) -> None:
+        """``http.response.zerocopysend``: a body part read from the app's file, which the app
+        keeps and closes (ASGI: "servers are not responsible for closing descriptors")."""
+        more = bool(message.get("more_body", False))
+        new = self._body_state("http.response.zerocopysend", more)
+        offset, count = message.get("offset"), message.get("count")
+        for name, value in (("offset", offset), ("count", count)):
+            if value is not None and (type(value) is not int or value < 0):
+                raise RuntimeError(f"http.response.zerocopysend {name!r} must be a non-negative int, got {value!r}")
+        if "file" not in message:
+            raise RuntimeError("http.response.zerocopysend without a 'file'")
+        try:
+            fd, offset, count = self.owner.file_span(message["file"], offset, count)
+        except (OSError, ValueError, TypeError) as exc:
+            raise RuntimeError(f"http.response.zerocopysend cannot send {message['file']!r}: {_reason(exc)}") from None
+        await self._send_file(fd, offset, count, more, new)
+
+    async def _send_path(self, message: Message) -> None:
+        """``http.response.pathsend``: the server opens the file at the absolute ``path``, sends
+        it as the whole body and closes it. A path it cannot send (relative, missing, not a
+        regular file) makes ``send()`` raise before anything is written, so the app's failure
+        still becomes a 500."""
+        new = _ON_PATHSEND.get(self.state)
+        if new is None:
+            raise RuntimeError(_order_error("http.response.pathsend", self.state))
+        path = message.get("path")
+        try:
+            fd, size = self.owner.open_file(path)
+        except (OSError, ValueError, TypeError) as exc:
+            raise RuntimeError(f"http.response.pathsend cannot send {path!r}: {_reason(exc)}") from None
+        try:
+            await self._send_file(fd, 0, size, False, new)
+        finally:
+            self.owner.close_file(fd)
+
+    async def _send_file(self, fd: int, offset: int, count: int, more: bool, new: ResponseState) -> None:
+        wire_more = more or new is TRAILERS
+        try:
+            if self.state is STARTED or self.state is STARTED_WITH_TRAILERS:
+                before, send, after = self.wire.file_start(self.status, self.response_headers, count, wire_more)
+            else:
+                before, send, after = self.wire.file_body(count, wire_more)
+        except InvalidResponse as exc:
+            raise RuntimeError(f"invalid http.response.start: {exc}") from None
+        except BrokenFraming as exc:
+            self._framing_broken(exc)
+        self.state = new
+        owner = self.owner
+        if before:
+            owner.write(before)
+        if send:
+            try:
+                await owner.send_file(fd, offset, count)
+            except OSError as exc:
+                self._broken_off()
+                if isinstance(exc, ClientDisconnected):
+                    raise
+                raise RuntimeError(f"sending a file failed: {exc}") from exc
+        if after:
+            owner.write(after)
+        await self._after_part(new)
+
+    async def _send_early_hint(self, message: Message) -> None:
+        """``http.response.early_hint``: a 103 with the links, where the wire can send one."""
+        state = self.state
+        if state not in _ON_EARLY_HINT:
+            raise RuntimeError(_order_error("http.response.early_hint", state))
+        try:
+            data = self.wire.early_hint(message.get("links"))
+        except InvalidResponse as exc:
+            raise RuntimeError(f"invalid http.response.early_hint: {exc}") from None
+        if data:
+            self.owner.write(data)
+            await self._after_part(state)
+
+    async def _send_trailers(self, message: Message) -> None:
+        """``http.response.trailers``: the last one (``more_trailers`` False) completes the response."""
+        more = bool(message.get("more_trailers", False))
+        state = self.state
+        new = (_ON_TRAILERS if more else _ON_FINAL_TRAILERS).get(state)
+        if new is None:
+            raise RuntimeError(_order_error("http.response.trailers", state))
+        try:
+            data = self.wire.trailers(message.get("headers", ()), more)
+        except InvalidResponse as exc:
+            raise RuntimeError(f"invalid http.response.trailers: {exc}") from None
+        except BrokenFraming as exc:
+            self._framing_broken(exc)
+        self.state = new
+        if data:
+            self.owner.write(data)
+        await self._after_part(new)
+
+    async def _after_part(self, new: ResponseState) -> None:
+        """Complete the response if ``new`` says so, then wait while the client is slow."""
+        if new is COMPLETE:
+            self._complete()
+        if self.owner.write_paused:
+            await self.owner.drain()
+
+    def _complete(self) -> None:
+        """The response is whole on the wire (the plain body path inlines this)."""
+        if self.body_size:
+            self._drop_body()
+        if self.access_log is not None:
+            self.access_log.log(self.scope, self.status, self.response_headers, self.wire.sent,
+                                time.monotonic() - self.start_time)
+        if self.waiter is not None:
+            self._wake()
+        self.owner.response_complete(self.wire.keep_alive)
+
+    def _broken_off(self) -> None:
+        """A file stopped before its end (the client left, or the file failed): the response
+        cannot be completed and the connection closes."""
+        if self.state is not COMPLETE:
+            self.state = _ON_END[self.state]
+        self.owner.response_complete(False)
 
     def _framing_broken(self, exc: BrokenFraming) -> NoReturn:
         self.state = _ON_END[self.state]
@@ -347,7 +562,7 @@ class HTTPCycle:
         if self.request_state is DISCONNECTED:
             self.owner.response_complete(self.wire.keep_alive)
             return
-        if state is STREAMING:
+        if state not in _NOTHING_ON_WIRE:
             if log:
                 error_logger.error("ASGI callable returned without completing the response")
         else:
@@ -378,8 +593,29 @@ def _body_of(message: Message) -> bytes:
     raise RuntimeError(f"http.response.body 'body' must be bytes, got {type(body).__name__}")
 
 
+def _reason(exc: Exception) -> str:
+    """Why a file cannot be sent: the system's words for an OSError, without the path again."""
+    return exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+
+
 def _order_error(kind: Any, state: ResponseState) -> str:
     if state is COMPLETE:
         return f"ASGI message {kind!r} sent after the response was complete"
-    expected = "http.response.start" if state is NOT_STARTED else "http.response.body"
+    if state is NOT_STARTED:
+        expected = "http.response.start"
+    elif state is TRAILERS:
+        expected = "http.response.trailers"
+    else:
+        expected = "http.response.body"
     return f"unexpected ASGI message {kind!r}; expected {expected!r}"
+
+
+_HANDLERS: Final[dict[str, Callable[[HTTPCycle, Message], Awaitable[None]]]] = {
+    "http.response.body": HTTPCycle._send_body,
+    "http.response.zerocopysend": HTTPCycle._send_zerocopy,
+    "http.response.pathsend": HTTPCycle._send_path,
+    "http.response.early_hint": HTTPCycle._send_early_hint,
+    "http.response.trailers": HTTPCycle._send_trailers,
+}
+"""What :meth:`HTTPCycle._send_other` does with each message type; an unknown type, or one
+out of order, is the app's error."""

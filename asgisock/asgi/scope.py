@@ -18,6 +18,17 @@ ASGI_VERSIONS: Final = {"version": "3.0", "spec_version": "2.5"}
 ``OSError``, Denial Response, ``state``; all honoured, so it is advertised."""
 
 
+_EXTENSIONS: Final[dict[str, dict[str, object]]] = {
+    "http.response.zerocopysend": {},
+    "http.response.pathsend": {},
+    "http.response.trailers": {},
+}
+"""The response extensions :mod:`asgisock.asgi.http_cycle` implements for every HTTP request
+(over TLS and on uvloop a file is copied through the process, but sent all the same)."""
+_HTTP11_EXTENSIONS: Final = {**_EXTENSIONS, "http.response.early_hint": {}}
+"""Early hints are 1xx responses, which an HTTP/1.0 client never gets (RFC 9110 §15.2)."""
+
+
 def decode_path(raw_path: bytes) -> str:
     """Percent-decode, then decode UTF-8 (ASGI: "with percent-encoded sequences and UTF-8 byte
     sequences decoded into characters"); undecodable bytes become U+FFFD."""
@@ -76,7 +87,8 @@ def http_scope(
         "query_string": query,
         "headers": headers,
         "state": state.copy(),
-        "extensions": {},
+        # A copy per request (the transport adds "tls"); the empty dicts inside are shared.
+        "extensions": (_HTTP11_EXTENSIONS if http_version == "1.1" else _EXTENSIONS).copy(),
     }
 
 

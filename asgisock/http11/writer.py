@@ -18,8 +18,9 @@ from asgisock.http11.headers import FORBIDDEN_VALUE_RE, TOKEN_RE, has_token
 
 __all__ = [
     "CHUNKED", "CLOSE_DELIMITED", "CONTENT_LENGTH", "CONTINUE_RESPONSE", "LAST_CHUNK", "NO_BODY",
-    "WRITER_TRANSITIONS", "BrokenFraming", "DefaultHeaders", "Framing", "InvalidResponse", "ResponseHead",
-    "ResponseWriter", "WriterEvent", "WriterState", "encode_chunk", "encode_head", "error_response",
+    "WRITER_TRANSITIONS", "BrokenFraming", "DefaultHeaders", "FileFraming", "Framing", "InvalidResponse",
+    "ResponseHead", "ResponseWriter", "WriterEvent", "WriterState", "encode_chunk", "encode_head",
+    "error_response",
 ]
 
 
@@ -245,6 +246,28 @@ def encode_chunk(data: bytes) -> bytes:
 
 LAST_CHUNK: Final = b"0\r\n\r\n"
 CONTINUE_RESPONSE: Final = b"HTTP/1.1 100 Continue\r\n\r\n"
+EARLY_HINTS_LINE: Final = b"HTTP/1.1 103 Early Hints\r\n"
+_FORBIDDEN_TRAILERS: Final = frozenset({b"content-length", b"transfer-encoding", b"trailer", b"host", b"te",
+                                         b"connection", b"keep-alive", b"upgrade"})
+"""Fields a trailer section must not carry: framing and connection control (RFC 9110 §6.5.1,
+"a sender MUST NOT generate a trailer field unless the sender knows the corresponding header
+field name's definition permits the field to be sent in trailers")."""
+
+
+class FileFraming(NamedTuple):
+    """How a body part read from a file goes on the wire: the file's bytes between two others."""
+
+    before: bytes
+    """The head (for the first part of the body) and a chunk-size line."""
+    send: bool
+    """Whether the file's bytes are sent at all: not for HEAD, 204 and 304, nor for an empty part."""
+    after: bytes
+    """The chunk's CRLF, and the last chunk when the part ends the body."""
+
+
+def accepts_trailers(request: Request) -> bool:
+    """Whether the client said it accepts trailer fields: ``TE: trailers`` (RFC 9110 §10.1.4)."""
+    return any(name == b"te" and has_token(value, b"trailers") for name, value in request.headers)
 
 
 def error_response(status: int, reason: str, *, keep_alive: bool = False,
@@ -257,6 +280,21 @@ def error_response(status: int, reason: str, *, keep_alive: bool = False,
     lines.append(b"\r\n" if keep_alive else b"connection: close\r\n\r\n")
     lines.append(body)
     return b"".join(lines)
+
+
+def _encode_trailers(headers: Any) -> bytes:
+    """Trailer fields, checked as header fields are and against :data:`_FORBIDDEN_TRAILERS`."""
+    parts: list[bytes] = []
+    try:
+        for name, value in headers:
+            lower = check_name(name)
+            check_value(value)
+            if lower in _FORBIDDEN_TRAILERS:
+                raise InvalidResponse(f"{name!r} is not allowed in trailers")
+            parts += (name, b": ", value, b"\r\n")
+    except (TypeError, ValueError) as exc:  # not an iterable of [bytes, bytes] pairs
+        raise InvalidResponse(f"invalid trailers {headers!r}: {exc}") from None
+    return b"".join(parts)
 
 
 class WriterState(enum.Enum):
@@ -272,6 +310,8 @@ class WriterState(enum.Enum):
     """Nothing of the response sent yet (a ``100 Continue`` may have been)."""
     BODY = enum.auto()
     """The head is sent and more body follows."""
+    TRAILERS = enum.auto()
+    """The body is complete and its trailer section is being written (RFC 9112 §7.1.2)."""
     DONE = enum.auto()
     """The response is complete; the connection carries another if :attr:`ResponseWriter.keep_alive`."""
     FAILED = enum.auto()
@@ -291,6 +331,12 @@ class WriterEvent(enum.Enum):
     """The head and the whole body."""
     BODY = enum.auto()
     BODY_FINAL = enum.auto()
+    EARLY_HINT = enum.auto()
+    """A 103 (Early Hints) before the final head (RFC 8297)."""
+    TRAILERS = enum.auto()
+    """Trailer fields after the body; the first ends the body."""
+    TRAILERS_FINAL = enum.auto()
+    """The last trailer fields: the response is complete."""
     FAIL = enum.auto()
     """The app ended without completing its response, or its body broke the framing."""
 
@@ -298,17 +344,23 @@ class WriterEvent(enum.Enum):
 EXPECT_CONTINUE: Final = WriterState.EXPECT_CONTINUE
 IDLE: Final = WriterState.IDLE
 BODY: Final = WriterState.BODY
+TRAILERS: Final = WriterState.TRAILERS
 DONE: Final = WriterState.DONE
 FAILED: Final = WriterState.FAILED
 
 WRITER_TRANSITIONS: Final[dict[WriterEvent, dict[WriterState, WriterState]]] = {
-    WriterEvent.CONTINUE: {EXPECT_CONTINUE: IDLE, IDLE: IDLE, BODY: BODY},
-    WriterEvent.REQUEST_COMPLETE: {EXPECT_CONTINUE: IDLE, IDLE: IDLE, BODY: BODY},
+    WriterEvent.CONTINUE: {EXPECT_CONTINUE: IDLE, IDLE: IDLE, BODY: BODY, TRAILERS: TRAILERS},
+    WriterEvent.REQUEST_COMPLETE: {EXPECT_CONTINUE: IDLE, IDLE: IDLE, BODY: BODY, TRAILERS: TRAILERS},
     WriterEvent.START: {EXPECT_CONTINUE: BODY, IDLE: BODY},
     WriterEvent.START_FINAL: {EXPECT_CONTINUE: DONE, IDLE: DONE},
     WriterEvent.BODY: {BODY: BODY},
     WriterEvent.BODY_FINAL: {BODY: DONE},
-    WriterEvent.FAIL: {EXPECT_CONTINUE: FAILED, IDLE: FAILED, BODY: FAILED},
+    # A 103 waits for nothing and changes nothing: the client still owes its body if it waited
+    # for a 100, and once the final head is out a hint is too late and dropped.
+    WriterEvent.EARLY_HINT: {EXPECT_CONTINUE: EXPECT_CONTINUE, IDLE: IDLE, BODY: BODY},
+    WriterEvent.TRAILERS: {BODY: TRAILERS, TRAILERS: TRAILERS},
+    WriterEvent.TRAILERS_FINAL: {BODY: DONE, TRAILERS: DONE},
+    WriterEvent.FAIL: {EXPECT_CONTINUE: FAILED, IDLE: FAILED, BODY: FAILED, TRAILERS: FAILED},
 }
 """The allowed transitions, as data: ``WRITER_TRANSITIONS[event][state]`` is the next state, and
 a missing entry is refused. ``DONE`` and ``FAILED`` are final: :meth:`ResponseWriter.begin`
@@ -321,6 +373,10 @@ _ON_START_FINAL: Final = WRITER_TRANSITIONS[WriterEvent.START_FINAL]
 _ON_BODY: Final = WRITER_TRANSITIONS[WriterEvent.BODY]
 _ON_BODY_FINAL: Final = WRITER_TRANSITIONS[WriterEvent.BODY_FINAL]
 _ON_FAIL: Final = WRITER_TRANSITIONS[WriterEvent.FAIL]
+_ON_EARLY_HINT: Final = WRITER_TRANSITIONS[WriterEvent.EARLY_HINT]
+_ON_TRAILERS: Final = WRITER_TRANSITIONS[WriterEvent.TRAILERS]
+_ON_TRAILERS_FINAL: Final = WRITER_TRANSITIONS[WriterEvent.TRAILERS_FINAL]
+_new_file_framing: Final = tuple.__new__
 
 
 class WriterStateError(RuntimeError):
@@ -443,6 +499,109 @@ class ResponseWriter:
         self.state = new
         return data
 
+    # -- the ASGI extensions: bodies read from files, early hints, trailers ---------------------
+    def file_start(self, status: int, headers: Iterable[Any], size: int, more: bool) -> FileFraming:
+        """:meth:`start` with the first part of the body ``size`` bytes of a file, which the
+        transport sends itself between the two byte strings returned.
+
+        A whole body read from a file gets a Content-Length like any other, and an app's
+        Content-Length is checked against the file's size as against bytes. InvalidResponse and
+        BrokenFraming leave the writer as :meth:`start` does.
+        """
+        state = self.state
+        try:
+            new = (_ON_START if more else _ON_START_FINAL)[state]
+        except KeyError:
+            raise WriterStateError(WriterEvent.START if more else WriterEvent.START_FINAL, state) from None
+        request = self.request
+        keep_alive = self.keep_alive and state is not EXPECT_CONTINUE
+        head = _encode_head(status, headers, self.defaults, request.method == b"HEAD", request.http_version == "1.1",
+                            keep_alive, None if more else size)
+        data, self.framing, self.content_length, self.keep_alive = head
+        self.sent = 0
+        self.state = BODY  # the head is encoded: a broken length now fails the response
+        before, send, after = self._file_part(size, more)
+        self.state = new
+        return _new_file_framing(FileFraming, (data + before, send, after))
+
+    def file_body(self, size: int, more: bool) -> FileFraming:
+        """:meth:`body` with a part that is ``size`` bytes of a file."""
+        state = self.state
+        try:
+            new = (_ON_BODY if more else _ON_BODY_FINAL)[state]
+        except KeyError:
+            raise WriterStateError(WriterEvent.BODY if more else WriterEvent.BODY_FINAL, state) from None
+        framing = self._file_part(size, more)
+        self.state = new
+        return framing
+
+    def _file_part(self, size: int, more: bool) -> FileFraming:
+        framing = self.framing
+        self.sent += size
+        if framing is CHUNKED:
+            if not size:  # a chunk of size 0 would be the last chunk (RFC 9112 §7.1)
+                return _new_file_framing(FileFraming, (b"", False, b"" if more else LAST_CHUNK))
+            return _new_file_framing(FileFraming, (b"%x\r\n" % size, True, b"\r\n" if more else b"\r\n" + LAST_CHUNK))
+        if framing is NO_BODY:
+            return _new_file_framing(FileFraming, (b"", False, b""))
+        self._check_length(self.sent, more)
+        return _new_file_framing(FileFraming, (b"", size > 0, b""))
+
+    def early_hint(self, links: Any) -> bytes:
+        """RFC 8297: a 103 (Early Hints) with one ``Link`` field for each of ``links``, while the
+        final head has not gone out; after it a hint is of no use, and nothing is sent.
+
+        Only to HTTP/1.1 clients: RFC 9110 §15.2, "a server MUST NOT send a 1xx response to an
+        HTTP/1.0 client". The links are checked as field values whether or not they are sent.
+        """
+        state = self.state
+        try:
+            new = _ON_EARLY_HINT[state]
+        except KeyError:
+            raise WriterStateError(WriterEvent.EARLY_HINT, state) from None
+        lines = [EARLY_HINTS_LINE]
+        try:
+            for link in links:
+                lines += (b"link: ", check_value(link), b"\r\n")
+        except TypeError:
+            raise InvalidResponse(f"invalid links {links!r}: not an iterable of byte strings") from None
+        self.state = new
+        if len(lines) == 1 or state is BODY or self.request.http_version != "1.1":
+            return b""
+        lines.append(b"\r\n")
+        return b"".join(lines)
+
+    def trailers(self, headers: Iterable[Any], more: bool) -> bytes:
+        """Trailer fields after a body that was sent as not final; the last (not ``more``)
+        completes the response.
+
+        The first call ends the body: the last chunk of a chunked body (its trailer section
+        follows, RFC 9112 §7.1.2), or the check of a Content-Length. The fields reach the wire
+        only in a chunked body to a client that sent ``TE: trailers`` (which "indicates that the
+        sender will not discard trailer fields", RFC 9110 §10.1.4; ASGI: the server "will only
+        send the trailing headers" then); otherwise they are checked and dropped.
+        """
+        state = self.state
+        try:
+            new = (_ON_TRAILERS if more else _ON_TRAILERS_FINAL)[state]
+        except KeyError:
+            raise WriterStateError(WriterEvent.TRAILERS if more else WriterEvent.TRAILERS_FINAL, state) from None
+        fields = _encode_trailers(headers)
+        framing = self.framing
+        data = b""
+        if state is BODY:
+            if framing is CHUNKED:
+                data = b"0\r\n"
+            elif framing is not NO_BODY:
+                self._check_length(self.sent, False)
+        if framing is CHUNKED:
+            if fields and accepts_trailers(self.request):
+                data += fields
+            if not more:
+                data += b"\r\n"
+        self.state = new
+        return data
+
     def fail(self) -> bytes:
         """The response will not be completed: a 500 if nothing was sent, else nothing; close."""
         state = self.state
@@ -451,7 +610,9 @@ class ResponseWriter:
         except KeyError:
             raise WriterStateError(WriterEvent.FAIL, state) from None
         self.keep_alive = False
-        return b"" if state is BODY else error_response(500, "Internal Server Error")
+        if state is BODY or state is TRAILERS:
+            return b""
+        return error_response(500, "Internal Server Error")
 
     def _check_length(self, sent: int, more: bool) -> None:
         expected = self.content_length

@@ -5,7 +5,8 @@ This is the only layer that touches the transport. It feeds bytes to the sans-I/
 :class:`~asgisock.asgi.http_cycle.HTTPCycle` at a time (pipelined requests wait their turn, so
 responses go out in request order), and applies flow control both ways: reading pauses while
 the app has not consumed the buffered body or while pipelined requests wait, and ``send()``
-waits while the write buffer is above its high-water mark.
+waits while the write buffer is above its high-water mark. Bodies read from files are sent by
+:class:`~asgisock.transport.files.FileBodies`.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from asgisock.logging import TRACE, error_logger
 from asgisock.proxy.forwarded import TrustedProxies, resolve
 from asgisock.proxy.protocol import ProxyHeader
 from asgisock.transport.addresses import client_address, format_address, server_address
+from asgisock.transport.files import FileBodies
 from asgisock.transport.flow import WriteFlow
 from asgisock.transport.state import Upgrade
 from asgisock.transport.tls import connection_tls
@@ -34,7 +36,7 @@ if TYPE_CHECKING:
 _TASK_NAME: Final = "asgisock: HTTP request"
 
 
-class HTTPProtocol(WriteFlow, asyncio.Protocol):
+class HTTPProtocol(WriteFlow, FileBodies, asyncio.Protocol):
     """One client connection; a new instance per accepted socket."""
 
     def __init__(self, state: ServerState, origin: ProxyHeader | None = None) -> None:
@@ -307,6 +309,15 @@ class HTTPProtocol(WriteFlow, asyncio.Protocol):
                 self._became_idle()
                 if self.body_clock is not None:
                     self.body_clock.resumed(self.idle_since)
+
+    def _hold_reading(self) -> None:
+        """Stop reading for a while (a file sent by the kernel), as the protocol's own decision:
+        the body clock and the idle timer then know it, and :meth:`_update_reading` undoes it."""
+        if not self.read_paused and not self.closed:
+            self.read_paused = True
+            self.transport.pause_reading()
+            if self.body_clock is not None:
+                self.body_clock.paused_at = self.loop.time()
 
     def _became_idle(self) -> None:
         """Start the clock on the client: the next request head, or the rest of a request body,

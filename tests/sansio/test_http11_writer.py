@@ -75,6 +75,9 @@ def writer_in(state: WriterState, *, framing: str = "chunked") -> ResponseWriter
     headers = [(b"content-length", b"4")] if framing == "length" else []
     if state is WriterState.BODY:
         writer.start(200, headers, b"ab", True)
+    elif state is WriterState.TRAILERS:
+        writer.start(200, headers, b"abcd", True)
+        writer.trailers([], True)
     elif state is WriterState.DONE:
         writer.start(200, headers, b"abcd", False)
     elif state is WriterState.FAILED:
@@ -97,6 +100,13 @@ def fire(writer: ResponseWriter, event: WriterEvent) -> bytes:
         return writer.body(b"cd", True)
     if event is WriterEvent.BODY_FINAL:
         return writer.body(b"cd", False)
+    if event is WriterEvent.EARLY_HINT:
+        return writer.early_hint([b"</style.css>; rel=preload"])
+    if event is WriterEvent.TRAILERS:
+        return writer.trailers([(b"x-checksum", b"1")], True)
+    if event is WriterEvent.TRAILERS_FINAL:
+        return writer.trailers([(b"x-checksum", b"1")], False)
+    assert event is WriterEvent.FAIL
     return writer.fail()
 
 

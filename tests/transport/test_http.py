@@ -50,7 +50,8 @@ def test_scope(loop: str) -> None:
     assert ["x-dup", "1"] in scope["headers"]
     assert scope["client"][0] == "127.0.0.1"
     assert scope["server"] == ["127.0.0.1", server.port]
-    assert scope["extensions"] == {}
+    assert scope["extensions"] == {"http.response.zerocopysend": {}, "http.response.pathsend": {},
+                                   "http.response.trailers": {}, "http.response.early_hint": {}}
 
 
 def test_header_order_and_duplicates_kept(loop: str) -> None:
