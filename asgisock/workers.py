@@ -5,7 +5,8 @@ runs the ordinary :class:`~asgisock.server.Server` on the sockets it was given, 
 settings taken from gunicorn's (:func:`asgisock_settings`). The worker keeps gunicorn's side of
 the contract, from its event loop, so that a blocked loop breaks it:
 
-- ``notify()`` every :data:`TICK` seconds: the arbiter kills a worker silent for ``timeout``;
+- ``notify()`` every :data:`TICK` seconds: the arbiter kills a worker silent for ``timeout``
+  (with SIGABRT first, on which the worker logs where its event loop was blocked);
 - SIGTERM drains (``graceful_timeout``), SIGINT and SIGQUIT stop at once, SIGUSR1 reopens the
   log files; past ``max_requests`` (plus its jitter) the worker drains and exits, and the
   arbiter starts another;
@@ -20,8 +21,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import sys
+import traceback
+from types import FrameType
 from typing import Any, Final
 
 from gunicorn.arbiter import Arbiter
@@ -47,7 +51,9 @@ def asgisock_settings(cfg: Any) -> dict[str, Any]:
     graceful = float(cfg.graceful_timeout)
     settings: dict[str, Any] = {
         "backlog": cfg.backlog,  # the server listens on the sockets again, with this backlog
-        "timeout_keep_alive": float(cfg.keepalive),
+        # gunicorn's 0 turns keep-alive off; asgisock's timeout also bounds a request head and a
+        # TLS handshake, which need some time.
+        "timeout_keep_alive": float(cfg.keepalive or 1),
         "timeout_graceful_shutdown": max(graceful - DRAIN_MARGIN, graceful / 2),
         "limit_concurrency": cfg.worker_connections or None,
         # gunicorn trusts the forwarding headers of every peer on a UNIX socket.
@@ -127,6 +133,17 @@ class AsgisockWorker(Worker):  # type: ignore[misc]  # gunicorn has no type hint
             await server.serve([listener.sock for listener in self.sockets])
         finally:
             watch.cancel()
+
+    def handle_abort(self, sig: int, frame: FrameType | None) -> None:
+        """SIGABRT, the arbiter's answer to a missed heartbeat, run by the interpreter between two
+        bytecodes of whatever blocks the event loop: say where that is, and leave (a SystemExit
+        would unwind through the app's code and the event loop)."""
+        self.alive = False
+        stack = "".join(traceback.format_stack(frame)) if frame is not None else "(no Python frame)\n"
+        self.log.error("The event loop was blocked for more than timeout (%ss), at:\n%s", self.cfg.timeout,
+                       stack.rstrip("\n"))
+        self.cfg.worker_abort(self)
+        os._exit(1)
 
     def _started(self, server: Server) -> None:
         self.log.info("asgisock serving on %s (pid: %s)", describe_listener(server.config, server.sockets),

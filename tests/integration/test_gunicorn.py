@@ -230,6 +230,8 @@ def test_a_blocked_worker_is_killed_by_the_timeout_and_replaced(launch: Launcher
         sock.sendall(b"GET /block HTTP/1.1\r\nHost: x\r\n\r\n")
         cli.stderr.wait_for(f"WORKER TIMEOUT (pid:{first})")
         wait_serving(cli, 2)
+    blocked = cli.stderr.text.partition("The event loop was blocked for more than timeout (2s), at:")[2]
+    assert "time.sleep(600)  # blocks the event loop" in blocked  # where the app blocked it
     assert wait_for_new_pid(port, {first}) != first
     stop(cli)
 
@@ -316,14 +318,18 @@ def test_max_requests_recycles_a_worker_without_a_failed_request(launch: Launche
     cli = gunicorn(launch, loop, "--max-requests", "20", "--max-requests-jitter", "5")
     port = port_of(cli)
     [first] = wait_serving(cli, 1)
-    load = Load(port)
-    try:
-        line = cli.stderr.wait_for("max_requests")
-        cli.stderr.wait_for(f"Worker exiting (pid: {first})")
-        wait_serving(cli, 2)
-        wait_for_new_pid(port, {first})
-    finally:
-        load.stop()
+    with ws_connect(f"ws://127.0.0.1:{port}/ws", open_timeout=timeout(5)) as ws:
+        load = Load(port)
+        try:
+            line = cli.stderr.wait_for("max_requests")
+            with pytest.raises(ConnectionClosed):
+                ws.recv(timeout(10))
+            assert ws.close_code == 1012  # service restart: another worker takes over
+            cli.stderr.wait_for(f"Worker exiting (pid: {first})")
+            wait_serving(cli, 2)
+            wait_for_new_pid(port, {first})
+        finally:
+            load.stop()
     assert re.search(r"Served (\d+) requests \(max_requests (2[0-5])\): restarting", line), line
     assert load.failures == []
     stop(cli)
@@ -477,3 +483,23 @@ def test_a_boot_failure_stops_the_arbiter(launch: Launcher, app: str, args: tupl
     assert cli.wait(seconds=20) == code, cli.stderr.text
     assert len(booted(cli)) == 1  # not one more: the arbiter stopped instead of replacing it
     assert "asgisock serving on" not in cli.stderr.text
+
+
+def test_the_settings_taken_from_gunicorns() -> None:
+    from gunicorn.config import Config as GunicornConfig
+
+    from asgisock.workers import asgisock_settings
+
+    cfg = GunicornConfig()
+    defaults = asgisock_settings(cfg)
+    assert defaults["timeout_keep_alive"] == 2.0
+    assert defaults["timeout_graceful_shutdown"] == 28.0  # 30 s, less the margin for the cut
+    assert defaults["limit_concurrency"] == 1000
+    assert defaults["forwarded_allow_ips"] == "127.0.0.1,::1,unix:"
+    assert "ssl_certfile" not in defaults  # ca_certs and the others mean nothing without a certfile
+    for name, value in [("keepalive", "0"), ("graceful_timeout", "1"), ("worker_connections", "0")]:
+        cfg.set(name, value)
+    changed = asgisock_settings(cfg)
+    assert changed["timeout_keep_alive"] == 1.0  # gunicorn's "no keep-alive" leaves a request head time
+    assert changed["timeout_graceful_shutdown"] == 0.5
+    assert changed["limit_concurrency"] is None
