@@ -475,6 +475,7 @@ def test_access_lines_in_gunicorns_access_log_which_sigusr1_reopens(launch: Laun
     ("nomodule:app", (), {}, 3),  # gunicorn's own verdict on an import error: WORKER_BOOT_ERROR
     ("gapp:missing", (), {}, 4),  # and on a missing attribute: APP_LOAD_ERROR, which stops it as well
     ("gapp:app", ("--certfile", "gapp.py", "--cert-reqs", "2"), {}, 3),  # a setting asgisock refuses
+    ("gapp:app", ("--certfile", "gapp.py"), {}, 3),  # a certificate that cannot be loaded
 ])
 def test_a_boot_failure_stops_the_arbiter(launch: Launcher, app: str, args: tuple[str, ...],
                                          env: dict[str, str], code: int) -> None:
