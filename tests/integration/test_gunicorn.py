@@ -219,18 +219,18 @@ def test_two_workers_serve_http_and_websocket(launch: Launcher, loop: str) -> No
 
 
 def test_a_blocked_worker_is_killed_by_the_timeout_and_replaced(launch: Launcher, loop: str) -> None:
-    cli = gunicorn(launch, loop, "--timeout", "2")
+    cli = gunicorn(launch, loop, "--timeout", "3")
     port = port_of(cli)
     [first] = wait_serving(cli, 1)
     alive_since = time.monotonic()
-    while time.monotonic() - alive_since < 2 * 2:  # twice the timeout: a healthy worker keeps beating
+    while time.monotonic() - alive_since < 1.5 * 3:  # longer than the timeout: a healthy worker beats
         assert pid_of(port) == first
     assert "WORKER TIMEOUT" not in cli.stderr.text
     with socket.create_connection(("127.0.0.1", port)) as sock:
         sock.sendall(b"GET /block HTTP/1.1\r\nHost: x\r\n\r\n")
         cli.stderr.wait_for(f"WORKER TIMEOUT (pid:{first})")
         wait_serving(cli, 2)
-    blocked = cli.stderr.text.partition("The event loop was blocked for more than timeout (2s), at:")[2]
+    blocked = cli.stderr.text.partition("The event loop was blocked for more than timeout (3s), at:")[2]
     assert "time.sleep(600)  # blocks the event loop" in blocked  # where the app blocked it
     assert wait_for_new_pid(port, {first}) != first
     stop(cli)
@@ -418,7 +418,7 @@ def test_keepalive_closes_idle_connections(launch: Launcher) -> None:
         assert sock.recv(65536).startswith(b"HTTP/1.1 200 OK\r\n")
         idle = time.monotonic()
         assert sock.recv(65536) == b""
-        assert 0.8 <= time.monotonic() - idle < timeout(5)
+        assert 0.5 <= time.monotonic() - idle < timeout(5)  # 1 s after the response was sent
     stop(cli)
 
 
