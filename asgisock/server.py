@@ -46,12 +46,15 @@ class Server:
     """
 
     def __init__(self, config: Config, *, on_started: Callable[[Server], None] | None = None,
-                 announce: bool = True) -> None:
+                 announce: bool = True, signals: bool = True) -> None:
         self.config = config
         self.on_started = on_started
         """Called once the sockets listen (tests use it to learn the port)."""
         self.announce = announce
         """Log where the server listens (a supervisor's worker leaves it to the supervisor)."""
+        self.signals = signals
+        """Handle SIGINT, SIGTERM and SIGHUP while serving; a host process with signals of its
+        own (the gunicorn worker) passes False and calls :meth:`stop` itself."""
         self.should_exit = False
         self.force_exit = False
         self.started = False
@@ -276,8 +279,8 @@ class Server:
 
     @contextlib.contextmanager
     def _capture_signals(self) -> Iterator[None]:
-        if threading.current_thread() is not threading.main_thread():
-            yield  # an embedding program in another thread handles its own signals
+        if not self.signals or threading.current_thread() is not threading.main_thread():
+            yield  # the embedding program handles its own signals
             return
         loop = asyncio.get_running_loop()
         signals = (signal.SIGINT, signal.SIGTERM)

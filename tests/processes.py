@@ -133,17 +133,20 @@ def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
 
 
 class Launcher:
-    """Starts ``asgisock`` processes in the app directory and kills what is left at teardown."""
+    """Starts ``asgisock`` processes (or ``program``'s) in the app directory and kills what is
+    left at teardown."""
 
-    def __init__(self, cwd: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(self, cwd: Path, env: dict[str, str] | None = None, *, program: tuple[str, ...] = ()) -> None:
         self.cwd = cwd
         self.env = env or {}
         """Variables every process started gets, besides those of each call."""
+        self.program = program
         self.started: list[Cli] = []
 
     def __call__(self, *args: str, env: dict[str, str] | None = None,
                  pass_fds: tuple[int, ...] = ()) -> Cli:
-        cli = Cli(list(args), cwd=self.cwd, env={**self.env, **(env or {})}, pass_fds=pass_fds)
+        cli = Cli(list(args), cwd=self.cwd, env={**self.env, **(env or {})}, pass_fds=pass_fds,
+                  program=self.program)
         self.started.append(cli)
         return cli
 

@@ -59,6 +59,9 @@ ALLOWED: Final[dict[str, frozenset[str]]] = {
     # --reload's file watcher, a thread of the supervisor's.
     "reload": SHARED,
     "worker": SHARED | {"server", "binding", "link"},
+    # The gunicorn worker class: the ordinary server in a process of gunicorn's arbiter, which
+    # binds the sockets and decides the workers' lives instead of the supervisor.
+    "workers": SHARED | {"server", "binding"},
     "cli": frozenset({"asgisock", "config", "configfile", "exceptions", "server", "ws"}),
     "__main__": frozenset({"cli"}),
     "asgisock": frozenset({"extensions", "config", "exceptions", "server"}),
