@@ -13,8 +13,6 @@ settings it passes. The ``asgisock`` command and :func:`asgisock.run` do read it
 from __future__ import annotations
 
 import dataclasses
-import math
-import os
 import types
 import typing
 from collections.abc import Callable, Collection, Mapping
@@ -25,12 +23,10 @@ import click
 
 from asgisock.exceptions import ConfigError
 from asgisock.http11.headers import FORBIDDEN_VALUE_RE, TOKEN_RE
+from asgisock.kinds import KINDS, KindName
 from asgisock.proxy.forwarded import TrustedProxies
 from asgisock.types import ASGIApp
 from asgisock.ws.deflate import MAX_WINDOW_BITS, MIN_WINDOW_BITS
-
-KindName = Literal["str", "int", "float", "bool", "choice", "path", "file", "list"]
-"""How a setting is checked and parsed; derived from its annotation by :func:`_kind_of`."""
 
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
 DEFAULT_ACCESS_LOG_FORMAT = '%(h)s - "%(r)s" %(s)s'
@@ -419,78 +415,6 @@ def _settings() -> dict[str, Setting]:
             settings[item.name] = Setting(item.name, kind, optional, declared, item)
     return settings
 
-
-def _check_str(info: Setting, value: Any) -> None:
-    if not isinstance(value, str):
-        raise ConfigError(info.flag, f"expected a string, got {value!r}")
-
-
-def _check_number(info: Setting, value: Any) -> None:
-    wanted = int if info.kind == "int" else (int, float)
-    if isinstance(value, bool) or not isinstance(value, wanted) or not math.isfinite(value):
-        raise ConfigError(info.flag, f"expected {'an integer' if info.kind == 'int' else 'a number'}, "
-                                     f"got {value!r}")
-    if info.minimum is not None and value < info.minimum:
-        raise ConfigError(info.flag, f"{value!r} is smaller than {info.minimum:g}")
-    if info.maximum is not None and value > info.maximum:
-        raise ConfigError(info.flag, f"{value!r} is larger than {info.maximum:g}")
-
-
-def _check_bool(info: Setting, value: Any) -> None:
-    if not isinstance(value, bool):
-        raise ConfigError(info.flag, f"expected True or False, got {value!r}")
-
-
-def _check_choice(info: Setting, value: Any) -> None:
-    if value not in info.choices:
-        raise ConfigError(info.flag, f"{value!r} is not one of {', '.join(info.choices)}")
-
-
-def _check_path(info: Setting, value: Any) -> None:
-    if not isinstance(value, str | os.PathLike):
-        raise ConfigError(info.flag, f"expected a path, got {value!r}")
-
-
-def _check_file(info: Setting, value: Any) -> None:
-    _check_path(info, value)
-    if not os.path.isfile(value):
-        raise ConfigError(info.flag, f"file {os.fspath(value)!r} does not exist")
-
-
-def _check_list(info: Setting, value: Any) -> None:
-    if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
-        raise ConfigError(info.flag, f"expected a list of strings, got {value!r}")
-
-
-class _LineList(click.ParamType):  # type: ignore[type-arg]
-    """A repeatable option whose environment variable holds one value per line."""
-
-    name = "text"
-    envvar_list_splitter = "\n"
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
-        return value
-
-
-@dataclass(frozen=True)
-class Kind:
-    """How one kind of setting is checked as a Python value and parsed from text."""
-
-    check: Callable[[Setting, Any], None]
-    param_type: Callable[[Setting], click.ParamType[Any]]
-    """The click type that parses the command line and the environment (not used for bool)."""
-
-
-KINDS: Final[Mapping[KindName, Kind]] = {
-    "str": Kind(_check_str, lambda info: click.STRING),
-    "int": Kind(_check_number, lambda info: click.INT),
-    "float": Kind(_check_number, lambda info: click.FLOAT),
-    "bool": Kind(_check_bool, lambda info: click.BOOL),
-    "choice": Kind(_check_choice, lambda info: click.Choice(info.choices)),
-    "path": Kind(_check_path, lambda info: click.STRING),
-    "file": Kind(_check_file, lambda info: click.STRING),
-    "list": Kind(_check_list, lambda info: _LineList()),
-}
 
 SETTINGS: Final[Mapping[str, Setting]] = _settings()
 """Every user setting (each field of :class:`Config` but ``app``), by field name, in order."""
