@@ -34,6 +34,10 @@ class Described(Protocol):
     def minimum(self) -> float | None: ...
     @property
     def maximum(self) -> float | None: ...
+    @property
+    def octal(self) -> bool: ...
+    @property
+    def spellings(self) -> tuple[str, ...]: ...
 
 
 def _check_str(info: Described, value: Any) -> None:
@@ -78,6 +82,20 @@ def _check_list(info: Described, value: Any) -> None:
         raise ConfigError(info.flag, f"expected a list of strings, got {value!r}")
 
 
+class _OctalMode(click.ParamType):  # type: ignore[type-arg]
+    """A file mode in octal, as chmod takes it: ``660``, ``0660`` or ``0o660``."""
+
+    name = "octal"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value  # from TOML, which writes octal as 0o660
+        try:
+            return int(str(value), 8)
+        except ValueError:
+            self.fail(f"{value!r} is not an octal mode such as 660", param, ctx)
+
+
 class _LineList(click.ParamType):  # type: ignore[type-arg]
     """A repeatable option whose environment variable holds one value per line."""
 
@@ -99,10 +117,10 @@ class Kind:
 
 KINDS: Final[Mapping[KindName, Kind]] = {
     "str": Kind(_check_str, lambda info: click.STRING),
-    "int": Kind(_check_number, lambda info: click.INT),
+    "int": Kind(_check_number, lambda info: _OctalMode() if info.octal else click.INT),
     "float": Kind(_check_number, lambda info: click.FLOAT),
     "bool": Kind(_check_bool, lambda info: click.BOOL),
-    "choice": Kind(_check_choice, lambda info: click.Choice(info.choices)),
+    "choice": Kind(_check_choice, lambda info: click.Choice(info.spellings)),
     "path": Kind(_check_path, lambda info: click.STRING),
     "file": Kind(_check_file, lambda info: click.STRING),
     "list": Kind(_check_list, lambda info: _LineList()),
