@@ -41,7 +41,9 @@ ALLOWED: Final[dict[str, frozenset[str]]] = {
     "exceptions": frozenset(),
     "logging": frozenset(),
     # Settings take their limits and syntax rules from the cores, so each is defined once.
-    "config": frozenset({"exceptions", "types", "http11", "ws", "proxy"}),
+    "config": frozenset({"exceptions", "types", "http11", "ws", "proxy", "kinds"}),
+    # How each kind of setting is checked and parsed, apart from the settings themselves.
+    "kinds": frozenset({"exceptions"}),
     # Startup: these assemble the layers into a server.
     "extensions": frozenset({"ws"}),
     "envfile": frozenset({"exceptions"}),
