@@ -103,6 +103,10 @@ class HTTPProtocol(WriteFlow, FileBodies, asyncio.Protocol):
         if self.pending:
             self.pending.extend(events)
             self._update_reading()
+        elif len(events) == 2 and events[1] is END_OF_MESSAGE and type(events[0]) is Request and self.cycle is None:
+            # One whole request without a body, the usual read on a keep-alive connection: what
+            # _dispatch would do, in fewer steps.
+            self._start_cycle(events[0], complete=True)  # type: ignore[arg-type]
         else:
             self._dispatch(events)
 
