@@ -333,6 +333,13 @@ class Config:
     access_log_format: str = setting(DEFAULT_ACCESS_LOG_FORMAT, "Access log line, with gunicorn-style "
                                      "atoms such as %(h)s %(r)s %(s)s %(L)s; 'json' for one JSON object "
                                      "per request.", group="Logging")
+    # -- metrics
+    metrics_port: int | None = setting(
+        None, "Serve Prometheus metrics on this port, on a listener of its own (0: any free port; "
+        "with the 'metrics' extra: pip install 'asgisock[metrics]'); with --workers, the supervisor "
+        "serves them summed over the workers.", minimum=0, maximum=65535, group="Metrics")
+    metrics_host: str = setting("127.0.0.1", "Bind the metrics listener to this host.",
+                                requires="metrics_port", group="Metrics")
 
     header_pairs: list[tuple[bytes, bytes]] = field(init=False, repr=False, default_factory=list)
     """``headers`` parsed into lower-cased name/value byte pairs."""

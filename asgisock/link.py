@@ -4,7 +4,9 @@ Messages are lines of text, a kind and an optional argument: the supervisor send
 its ``order`` (the settings, as JSON) and later ``restart`` or ``stop``; the worker answers
 ``ready`` once it listens, a ``beat`` every fraction of ``--timeout-worker-healthcheck`` from
 its event loop (so a blocked loop falls silent), and ``recycle`` when it passed one of its
-limits. Neither end ever blocks on the other: a message that does not fit in the socket's
+limits. With ``--metrics-port`` the supervisor asks for ``metrics`` at each scrape, and the
+worker answers ``metrics`` with its figures (as JSON), and sends them once more as it stops.
+Neither end ever blocks on the other: a message that does not fit in the socket's
 buffer is dropped, which only a peer that stopped reading causes.
 """
 

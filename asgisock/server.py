@@ -19,6 +19,7 @@ from asgisock.binding import bind_sockets, describe_listener
 from asgisock.config import Config, environ_settings
 from asgisock.envfile import load_env_file
 from asgisock.exceptions import EXIT_IMPORT_ERROR, EXIT_STARTUP_FAILED, AppImportError, ConfigError
+from asgisock.exposition import MetricsListener, require_client
 from asgisock.importer import import_from_path, is_asgi3, load_app
 from asgisock.lifespan import Lifespan
 from asgisock.logging import configure_logging, error_logger
@@ -47,7 +48,7 @@ class Server:
     """
 
     def __init__(self, config: Config, *, on_started: Callable[[Server], None] | None = None,
-                 announce: bool = True, signals: bool = True) -> None:
+                 announce: bool = True, signals: bool = True, serve_metrics: bool = True) -> None:
         self.config = config
         self.on_started = on_started
         """Called once the sockets listen (tests use it to learn the port)."""
@@ -56,6 +57,9 @@ class Server:
         self.signals = signals
         """Handle SIGINT, SIGTERM and SIGHUP while serving; a host process with signals of its
         own (the gunicorn worker) passes False and calls :meth:`stop` itself."""
+        self.serve_metrics = serve_metrics
+        """Serve ``--metrics-port`` (a supervisor's worker only counts: the supervisor serves)."""
+        self.metrics_endpoint: MetricsListener | None = None
         self.should_exit = False
         self.force_exit = False
         self.started = False
@@ -83,7 +87,11 @@ class Server:
 
     async def serve(self, sockets: Sequence[socket.socket] | None = None) -> None:
         with self._capture_signals():
-            await self._serve(sockets)
+            try:
+                await self._serve(sockets)
+            finally:
+                if self.metrics_endpoint is not None:
+                    self.metrics_endpoint.close()
 
     async def _serve(self, sockets: Sequence[socket.socket] | None) -> None:
         config = self.config
@@ -104,6 +112,8 @@ class Server:
         self.lifespan = Lifespan(app, config.lifespan, state.app_state)
         pid = os.getpid()
         error_logger.info("Started server process [%d]", pid)
+        if not self._start_metrics_endpoint(state):
+            return
         if not await self._startup(self.lifespan):
             self.exit_code = EXIT_STARTUP_FAILED
             return
@@ -129,6 +139,21 @@ class Server:
                 self.certificates.check()
         await self._shutdown(state)
         error_logger.info("Finished server process [%d]", pid)
+
+    def _start_metrics_endpoint(self, state: ServerState) -> bool:
+        """``--metrics-port``: its listener, from before the lifespan startup (a long one is seen)."""
+        config = self.config
+        if config.metrics_port is None or not self.serve_metrics:
+            return True
+        try:
+            self.metrics_endpoint = MetricsListener(config.metrics_host, config.metrics_port, state.metrics_snapshot)
+        except OSError as exc:
+            error_logger.error("Cannot serve metrics on %s port %d: %s", config.metrics_host, config.metrics_port,
+                               exc)
+            self.exit_code = EXIT_IMPORT_ERROR
+            return False
+        error_logger.info("Metrics on %s", self.metrics_endpoint.url)
+        return True
 
     async def _startup(self, lifespan: Lifespan) -> bool:
         """Run lifespan startup; a signal meanwhile abandons it (the app may hang there)."""
@@ -389,6 +414,8 @@ def run(app: ASGIApp | str, **settings: Any) -> None:
     configure_logging(config.log_level, config.log_config, config.access_log, use_colours=config.use_colors)
     for note in config.compatibility_notes():
         error_logger.info("%s", note)
+    if config.metrics_port is not None:
+        require_client()  # before the app is imported, or a worker started
     if config.env_file:
         load_env_file(config.env_file)  # before the workers start: they inherit the environment
     if config.workers is not None or config.reload:

@@ -16,6 +16,9 @@ on the sockets bound here, which it inherits; with ``--reuse-port`` each binds i
   workers one at a time, each new one serving before its old one is told to stop (its
   WebSockets get 1012). SIGTTIN and SIGTTOU add and remove a worker. A worker past
   ``--limit-max-requests`` or ``--limit-max-rss`` is replaced the same way as on SIGHUP.
+- ``--metrics-port`` is served here, from a thread: each scrape asks every worker for its
+  figures over the link and sums the answers, with the counters of the workers gone, which
+  are kept, so that a worker replaced makes no counter go backwards.
 """
 
 from __future__ import annotations
@@ -32,14 +35,17 @@ import sys
 import time
 from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
 from asgisock.binding import bind_sockets, describe_listener
 from asgisock.config import SETTINGS, Config
 from asgisock.exceptions import EXIT_IMPORT_ERROR, EXIT_STARTUP_FAILED, ConfigError
+from asgisock.exposition import MetricsListener
 from asgisock.link import Link, LinkClosed
 from asgisock.logging import error_logger
+from asgisock.metrics import Counters, Snapshot, add, total, zero_counters
 
 TICK = 0.05
 """The longest the supervisor sleeps between two looks at its workers."""
@@ -52,6 +58,9 @@ KILL_MARGIN = 5.0
 """Seconds past the drain's deadline before a worker still stopping is killed."""
 FORCE_GRACE = 2.0
 """Seconds a worker told to stop at once (a second signal) has before it is killed."""
+GATHER_TIMEOUT = 1.0
+"""Seconds a scrape waits for the workers' figures; one slower than that (its event loop is
+blocked) is counted with the last figures it sent."""
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU, signal.SIGCHLD)
 
@@ -68,10 +77,22 @@ class WorkerProcess:
     stopping_since: float | None = None
     """When it was told to stop; it is no longer counted among the N."""
     killed: bool = False
+    figures: Snapshot | None = None
+    """The last figures it sent, for ``--metrics-port``."""
 
     @property
     def pid(self) -> int:
         return self.process.pid
+
+
+@dataclass(eq=False)
+class Gathering:
+    """One round of asking the workers for their figures, for the scrapes that came before it."""
+
+    scrapes: list[Future[Snapshot]]
+    waiting: set[WorkerProcess]
+    """The workers asked that have not answered yet."""
+    deadline: float
 
 
 @dataclass
@@ -95,6 +116,13 @@ class Supervisor:
     """A SIGHUP's or a change's restart of every worker is under way."""
     waiting_for_change: bool = False
     """``--reload``: the app failed to start; no worker is started until the files change."""
+    retired: Counters = field(default_factory=zero_counters)
+    """The counters of the workers gone (``--metrics-port``)."""
+    scrapes: deque[Future[Snapshot]] = field(default_factory=deque)
+    """Scrapes waiting, put here by the metrics endpoint's threads."""
+    gathering: Gathering | None = None
+    wake_fd: int | None = None
+    """Written to wake ``select()`` from another thread."""
 
     def __post_init__(self) -> None:
         self.target = self.config.workers or 1
@@ -113,12 +141,21 @@ class Supervisor:
         except (OSError, ConfigError) as exc:
             error_logger.error("Cannot listen on %s: %s", config.bind_description, exc)
             return EXIT_IMPORT_ERROR
+        try:
+            endpoint = self._metrics_endpoint()
+        except OSError as exc:
+            error_logger.error("Cannot serve metrics on %s port %d: %s", config.metrics_host, config.metrics_port, exc)
+            self._close()
+            return EXIT_IMPORT_ERROR
         error_logger.info("Started supervisor process [%d] for %d workers", os.getpid(), self.target)
         try:
             with self._signals(), self._watching():
                 self._loop()
         finally:
             self._close()
+            if endpoint is not None:
+                self._answer_scrapes()  # nothing is left to wait for
+                endpoint.close()
         error_logger.info("Finished supervisor process [%d]", os.getpid())
         return self.exit_code
 
@@ -129,6 +166,7 @@ class Supervisor:
             self._handle_signals()
             self._reap()
             now = time.monotonic()
+            self._gather(now)
             if self.stopping:
                 if not self.workers:
                     return
@@ -158,6 +196,7 @@ class Supervisor:
         os.set_blocking(wake_write, False)
         self.selector.register(wake_read, selectors.EVENT_READ, lambda: _drain(wake_read))
         previous_fd = signal.set_wakeup_fd(wake_write)
+        self.wake_fd = wake_write
         previous = {sig: signal.signal(sig, self._record) for sig in SIGNALS}
         try:
             yield
@@ -165,6 +204,7 @@ class Supervisor:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
             signal.set_wakeup_fd(previous_fd)
+            self.wake_fd = None
             self.selector.unregister(wake_read)
             os.close(wake_read)
             os.close(wake_write)
@@ -308,6 +348,8 @@ class Supervisor:
             elif kind == "recycle" and worker.stopping_since is None and worker not in self.to_replace:
                 error_logger.info("Worker [%d] %s: replacing it", worker.pid, argument)
                 self.to_replace.append(worker)
+            elif kind == "metrics":
+                self._figures_from(worker, argument)
 
     def _ready(self, worker: WorkerProcess) -> None:
         worker.ready = self.ever_ready = True
@@ -355,6 +397,7 @@ class Supervisor:
             self.workers.remove(worker)
             with contextlib.suppress(KeyError, ValueError):
                 self.selector.unregister(worker.link.fileno())
+            self._retire_figures(worker)
             worker.link.close()
             self._exited(worker, code)
 
@@ -424,6 +467,78 @@ class Supervisor:
                     break
         for worker in regular[self.target:]:
             self._retire(worker)
+
+    # -- metrics ---------------------------------------------------------------------------
+    def _metrics_endpoint(self) -> MetricsListener | None:
+        config = self.config
+        if config.metrics_port is None:
+            return None
+        endpoint = MetricsListener(config.metrics_host, config.metrics_port, self._scrape)
+        error_logger.info("Metrics on %s", endpoint.url)
+        return endpoint
+
+    def _scrape(self) -> Snapshot:
+        """The server's figures, for one scrape, in the endpoint's thread: the supervisor's own
+        thread, which alone uses the links, gathers them (:meth:`_gather`)."""
+        scrape: Future[Snapshot] = Future()
+        self.scrapes.append(scrape)
+        if self.wake_fd is not None:
+            with contextlib.suppress(OSError):  # full: select() is woken already
+                os.write(self.wake_fd, b"m")
+        return scrape.result(GATHER_TIMEOUT + 2.0)
+
+    def _gather(self, now: float) -> None:
+        """Ask every worker for its figures for the scrapes waiting, and answer them once all
+        have answered or :data:`GATHER_TIMEOUT` has passed."""
+        gathering = self.gathering
+        if gathering is None:
+            if not self.scrapes:
+                return
+            scrapes = [self.scrapes.popleft() for _ in range(len(self.scrapes))]
+            # A worker still loading the app reads no link yet, and has counted nothing.
+            waiting = {worker for worker in self.workers if worker.ready and worker.link.send("metrics")}
+            self.gathering = gathering = Gathering(scrapes, waiting, now + GATHER_TIMEOUT)
+        if gathering.waiting and now < gathering.deadline:
+            return
+        figures = self._figures()
+        for scrape in gathering.scrapes:
+            scrape.set_result(figures)
+        self.gathering = None
+
+    def _answer_scrapes(self) -> None:
+        """Answer every scrape still waiting with the figures at hand: the supervisor stops."""
+        figures = self._figures()
+        waiting = self.gathering.scrapes if self.gathering is not None else []
+        self.gathering = None
+        while self.scrapes:
+            waiting.append(self.scrapes.popleft())
+        for scrape in waiting:
+            scrape.set_result(figures)
+
+    def _figures(self) -> Snapshot:
+        return total((worker.figures for worker in self.workers if worker.figures is not None), self.retired)
+
+    def _figures_from(self, worker: WorkerProcess, argument: str) -> None:
+        try:
+            worker.figures = json.loads(argument)
+        except ValueError:
+            return  # a line cut short: the last figures stand
+        if self.gathering is not None:
+            self.gathering.waiting.discard(worker)
+
+    def _retire_figures(self, worker: WorkerProcess) -> None:
+        """A worker is gone: read the last figures it sent as it stopped, and keep its counters."""
+        if self.config.metrics_port is None:
+            return
+        with contextlib.suppress(LinkClosed):
+            while messages := worker.link.receive():
+                for kind, argument in messages:
+                    if kind == "metrics":
+                        self._figures_from(worker, argument)
+        if worker.figures is not None:
+            self.retired = add(self.retired, worker.figures["counters"])
+        if self.gathering is not None:
+            self.gathering.waiting.discard(worker)
 
 
 def describe_exit(code: int) -> str:

@@ -23,6 +23,7 @@ from asgisock.config import Config
 from asgisock.exceptions import EXIT_IMPORT_ERROR, AppImportError, ConfigError
 from asgisock.link import Link, LinkClosed
 from asgisock.logging import configure_logging, error_logger
+from asgisock.metrics import empty_snapshot
 from asgisock.server import Server, loop_factory
 
 ORDER_TIMEOUT = 30.0
@@ -52,6 +53,8 @@ class Worker:
         finally:
             beat.cancel()
             loop.remove_reader(self.link.fileno())
+            if self.server.config.metrics_port is not None:
+                self._send_figures()  # the last, counted after the drain: the supervisor keeps them
 
     def _started(self, server: Server) -> None:
         self.link.send("ready")
@@ -93,6 +96,14 @@ class Worker:
                 server.stop()
             elif kind == "force":
                 server.stop(force=True)
+            elif kind == "metrics":
+                self._send_figures()
+
+    def _send_figures(self) -> None:
+        """This worker's figures, asked for by the supervisor's metrics endpoint."""
+        state = self.server.state
+        figures = state.metrics_snapshot() if state is not None and state.metrics is not None else empty_snapshot()
+        self.link.send("metrics", json.dumps(figures, separators=(",", ":")))
 
 
 def resident_mib() -> float:
@@ -117,7 +128,7 @@ def main(argv: list[str]) -> None:
     order = json.loads(link.wait_for("order", ORDER_TIMEOUT))
     config = Config(order["app"], **order["settings"])
     configure_logging(config.log_level, config.log_config, config.access_log, use_colours=config.use_colors)
-    server = Server(config, announce=False)
+    server = Server(config, announce=False, serve_metrics=False)  # the supervisor serves them
     try:
         sockets = worker_sockets(config, order)
         with asyncio.Runner(loop_factory=loop_factory(config.loop, config.app_dir)) as runner:

@@ -5,6 +5,7 @@ Usage::
 
     python bench/compare.py main            # or any revision: HEAD~3, a tag, a commit
     python bench/compare.py HEAD --rounds 5 --duration 5 --fail-below 0.97
+    python bench/compare.py HEAD --tree-env ASGISOCK_METRICS_PORT=0   # the cost of a setting
 
 Checks the revision out with ``git worktree add`` into a temporary directory, builds its C
 extension in place, then runs short versions of scenario 1 (HTTP plaintext, keep-alive) and
@@ -12,6 +13,10 @@ scenario 4 (WebSocket echo, 16-byte text) against it and against the working tre
 alternating (REV, tree, REV, tree, …) with the same pinning as bench/run.py. Each side runs
 from the bench venv with its own source tree first on PYTHONPATH. Prints the medians and the
 ratio tree / REV: above 1.00 the working tree is faster.
+
+``--tree-env NAME=VALUE`` sets an environment variable for the working tree's servers only.
+Every setting has one (``ASGISOCK_<OPTION>``), so comparing HEAD with a clean working tree
+given a setting measures what that setting costs.
 """
 
 from __future__ import annotations
@@ -52,6 +57,21 @@ def worktree(revision: str) -> Iterator[Path]:
                            cwd=env.REPO_ROOT, check=False)
 
 
+@contextmanager
+def environment(variables: dict[str, str]) -> Iterator[None]:
+    """``variables`` in the environment that servers started meanwhile inherit."""
+    saved = {name: os.environ.get(name) for name in variables}
+    os.environ.update(variables)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                del os.environ[name]
+            else:
+                os.environ[name] = value
+
+
 def build_in_place(tree: Path) -> None:
     """Compile the optional C extension next to its sources, as an editable install would."""
     if not (tree / "setup.py").exists():
@@ -80,13 +100,23 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--duration", type=float, default=5.0, help="measured seconds per run")
     parser.add_argument("--fail-below", type=float, metavar="RATIO",
                         help="exit 1 if a ratio tree / REV is below this (e.g. 0.97)")
+    parser.add_argument("--tree-env", action="append", default=[], metavar="NAME=VALUE", type=variable,
+                        help="set this environment variable for the working tree's servers (repeatable)")
     return parser.parse_args(argv)
+
+
+def variable(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"{text!r} is not NAME=VALUE")
+    return name, value
 
 
 Values = dict[str, dict[str, list[float]]]  # scenario -> side -> one figure per round
 
 
-def measure(sides: dict[str, Path], rounds: int, settings: Settings) -> Values:
+def measure(sides: dict[str, Path], rounds: int, settings: Settings,
+            environments: dict[str, dict[str, str]]) -> Values:
     values: Values = {name: {side: [] for side in sides} for name, _, _ in CHECKS}
     with tempfile.TemporaryDirectory(prefix="asgisock-compare-logs-") as logs:
         settings.scratch = Path(logs)
@@ -94,7 +124,8 @@ def measure(sides: dict[str, Path], rounds: int, settings: Settings) -> Values:
             app = "plaintext" if name.startswith("http") else "echo"
             for round_number in range(1, rounds + 1):
                 for side, source in sides.items():
-                    server = start("asgisock", app, Path(logs), source=source)
+                    with environment(environments.get(side, {})):
+                        server = start("asgisock", app, Path(logs), source=source)
                     try:
                         result = check(settings, server)
                         server.check_alive()
@@ -124,7 +155,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         sides = {args.revision: tree, "working tree": env.REPO_ROOT}
         for side, source in sides.items():
             log(f"{side}: {describe_side(source)}")
-        values = measure(sides, args.rounds, settings)
+        environment = dict(args.tree_env)
+        if environment:
+            log("working tree with " + " ".join(f"{name}={value}" for name, value in environment.items()))
+        values = measure(sides, args.rounds, settings, {"working tree": environment})
     print(f"\n{'scenario':<16}{args.revision:>16}{'working tree':>16}{'tree / rev':>12}")
     worst = float("inf")
     for name, _, _ in CHECKS:

@@ -27,6 +27,7 @@ PEERS: Final = (
     "hypercorn",
     "matplotlib",  # for bench/report.py's chart
     "trustme>=1.1",  # the TLS scenarios' throwaway CA and certificate, as in the TLS tests
+    "prometheus_client",  # asgisock's metrics extra, for compare.py --tree-env ASGISOCK_METRICS_PORT=0
 )
 # What must import in the venv for it to count as complete.
 REQUIRED_MODULES: Final = (
@@ -40,6 +41,7 @@ REQUIRED_MODULES: Final = (
     "hypercorn",
     "matplotlib",
     "trustme",
+    "prometheus_client",
 )
 
 

@@ -34,12 +34,16 @@ ALLOWED: Final[dict[str, frozenset[str]]] = {
     "proxy": CORE_SHARED | {"http11"},
     # ASGI message rules, over either core.
     "asgi": SHARED | {"http11", "ws"},
-    # The only layer that does I/O.
-    "transport": SHARED | {"asgi", "http11", "ws", "proxy"},
+    # The only layer that does I/O; it counts what happens on it for --metrics-port.
+    "transport": SHARED | {"asgi", "http11", "ws", "proxy", "metrics"},
     # Shared leaves.
     "types": frozenset(),
     "exceptions": frozenset(),
     "logging": frozenset(),
+    # --metrics-port: the counters (plain arithmetic, a leaf every process can count with) and
+    # their exposition in the Prometheus format, the one place that knows prometheus_client.
+    "metrics": frozenset(),
+    "exposition": frozenset({"exceptions", "metrics"}),
     # Settings take their limits and syntax rules from the cores, so each is defined once.
     "config": frozenset({"exceptions", "types", "http11", "ws", "proxy", "kinds"}),
     # How each kind of setting is checked and parsed, apart from the settings themselves.
@@ -51,16 +55,17 @@ ALLOWED: Final[dict[str, frozenset[str]]] = {
     "configfile": frozenset({"config", "exceptions"}),
     "importer": frozenset({"exceptions"}),
     "lifespan": frozenset({"logging", "types"}),
-    "server": SHARED | {"transport", "envfile", "importer", "lifespan", "binding", "supervisor"},
+    "server": SHARED | {"transport", "envfile", "importer", "lifespan", "binding", "supervisor", "exposition"},
     # Processes: binding the listening sockets once, the supervisor and its link to each
     # worker. The supervisor stays clear of the server (and so of the app and the event loop):
     # only the worker, a fresh process, runs one.
     "binding": frozenset({"config", "exceptions"}),
     "link": frozenset(),
-    "supervisor": SHARED | {"binding", "link", "reload"},
+    # The supervisor serves --metrics-port for its workers, from the figures each sends it.
+    "supervisor": SHARED | {"binding", "link", "reload", "metrics", "exposition"},
     # --reload's file watcher, a thread of the supervisor's.
     "reload": SHARED,
-    "worker": SHARED | {"server", "binding", "link"},
+    "worker": SHARED | {"server", "binding", "link", "metrics"},
     # The gunicorn worker class: the ordinary server in a process of gunicorn's arbiter, which
     # binds the sockets and decides the workers' lives instead of the supervisor.
     "workers": SHARED | {"server", "binding"},

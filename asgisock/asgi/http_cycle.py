@@ -202,7 +202,7 @@ class HTTPCycle:
     )
 
     def __init__(self, owner: CycleOwner, wire: ResponseWire, scope: dict[str, Any], access_log: AccessLog | None,
-                 body_complete: bool) -> None:
+                 body_complete: bool, timed: bool = False) -> None:
         self.owner = owner
         self.wire = wire
         self.scope = scope
@@ -215,7 +215,8 @@ class HTTPCycle:
         self.waiter: asyncio.Future[None] | None = None
         self.status = 0
         self.response_headers: Any = ()
-        self.start_time = time.monotonic() if access_log is not None else 0.0
+        self.start_time = time.monotonic() if access_log is not None or timed else 0.0
+        """When the cycle began, for the access log and, when ``timed``, the owner's metrics."""
         self.task: asyncio.Task[None] | None = None
         """The task running the app; it leaves the server's task set when the app returns."""
 

@@ -31,6 +31,7 @@ from asgisock.transport.state import Upgrade
 from asgisock.transport.tls import connection_tls
 
 if TYPE_CHECKING:
+    from asgisock.metrics import Metrics
     from asgisock.transport.state import ServerState
 
 
@@ -39,6 +40,9 @@ _TASK_NAME: Final = "asgisock: HTTP request"
 
 class HTTPProtocol(WriteFlow, FileBodies, asyncio.Protocol):
     """One client connection; a new instance per accepted socket."""
+
+    kind: Final = "http"
+    """What the metrics count this connection as (``ServerState.metrics_snapshot``)."""
 
     def __init__(self, state: ServerState, origin: ProxyHeader | None = None) -> None:
         self.state = state
@@ -118,6 +122,9 @@ class HTTPProtocol(WriteFlow, FileBodies, asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self.state.connections.discard(self)
+        current = self.cycle
+        if current is not None and self.state.metrics is not None:  # the request ends with its connection
+            self.state.metrics.response(current.scope["method"], current.status, current.start_time)
         for cycle in (self.cycle, self.body_cycle):
             if cycle is not None:
                 cycle.disconnect()
@@ -190,7 +197,8 @@ class HTTPProtocol(WriteFlow, FileBodies, asyncio.Protocol):
             scope["extensions"]["tls"] = self.tls
         writer = self.writer
         writer.begin(request, complete)
-        self.cycle = cycle = HTTPCycle(self, writer, scope, self.access_log, complete)
+        self.cycle = cycle = HTTPCycle(self, writer, scope, self.access_log, complete,
+                                       self.state.metrics is not None)
         if not complete:
             self.body_cycle = cycle
         if self.closing:
@@ -234,6 +242,8 @@ class HTTPProtocol(WriteFlow, FileBodies, asyncio.Protocol):
 
     def _reject(self, error: RequestError) -> None:
         """Answer a request that must not reach the app, then close: its framing is in doubt."""
+        if self.state.metrics is not None:
+            self.state.metrics.reject(error.status)
         client = format_address(self.client)
         if error.status >= 500:
             error_logger.warning("%s - %s %s", client, error.status, error.reason)
@@ -254,6 +264,8 @@ class HTTPProtocol(WriteFlow, FileBodies, asyncio.Protocol):
         """
         error_logger.info("%s - Invalid request body: %s %s", format_address(self.client), error.status,
                           error.reason)
+        if self.state.metrics is not None:
+            self.state.metrics.reject(error.status)
         self.pending.clear()
         self.body_cycle = None
         answer = cycle is self.cycle and not cycle.response_on_wire
@@ -275,6 +287,9 @@ class HTTPProtocol(WriteFlow, FileBodies, asyncio.Protocol):
         self._update_reading()
 
     def response_complete(self, keep_alive: bool) -> None:
+        if self.state.metrics is not None and self.cycle is not None:
+            cycle = self.cycle  # counted here, where every way a response ends leads
+            self.state.metrics.response(cycle.scope["method"], cycle.status, cycle.start_time)
         self.cycle = None
         if self.closed:
             return
@@ -361,7 +376,17 @@ class HTTPProtocol(WriteFlow, FileBodies, asyncio.Protocol):
             error_logger.info("%s - Request body stalled for %.1f s: closing", format_address(self.client),
                               self.timeout_keep_alive)
             body.disconnect()
+        if self.state.metrics is not None:
+            self._count_timeout(self.state.metrics, body is None and self.conn.state is ParserState.IDLE)
         self._close()
+
+    def _count_timeout(self, metrics: Metrics, idle: bool) -> None:
+        """An idle keep-alive connection timed out; or a request whose head or body stalled, which
+        RFC 9110 §15.5.9 calls a 408 even though none is sent."""
+        if idle:
+            metrics.http_keepalive_timeouts += 1
+        else:
+            metrics.reject(408)
 
     def _body_too_slow(self, body: HTTPCycle, clock: BodyClock, now: float) -> None:
         """RFC 9110 §15.5.9: 408 when the server "did not receive a complete request message
@@ -369,6 +394,8 @@ class HTTPProtocol(WriteFlow, FileBodies, asyncio.Protocol):
         started, as another cannot follow it."""
         error_logger.info("%s - Request body too slow (%d bytes in %.1f s): closing", format_address(self.client),
                           clock.received, clock.waited(now))
+        if self.state.metrics is not None:
+            self.state.metrics.reject(408)
         self.pending.clear()
         self.body_cycle = None
         answer = body is self.cycle and not body.response_started

@@ -11,6 +11,7 @@ from asgisock.config import Config
 from asgisock.http11.events import Request
 from asgisock.http11.writer import DefaultHeaders
 from asgisock.logging import AccessLog, access_log_enabled
+from asgisock.metrics import Metrics, Snapshot
 from asgisock.types import ASGIApp
 
 
@@ -60,3 +61,17 @@ class ServerState:
         self.upgrade: Callable[[Upgrade], None] | None = None
         """Takes over a connection upgraded to WebSocket; None serves upgrade requests as HTTP.
         Set by the server, so that the HTTP/1.1 protocol needs no import of the WebSocket one."""
+        self.metrics = Metrics() if config.metrics_port is not None else None
+        """What the connections count for ``--metrics-port``; None without it."""
+
+    def metrics_snapshot(self) -> Snapshot:
+        """The figures now, with the gauges read from the live connections rather than counted
+        per request. Safe from another thread (the metrics listener's): what the event loop
+        changes in size (the connections, the methods seen) is copied in one step before it is
+        read."""
+        assert self.metrics is not None
+        connections = list(self.connections)
+        http = [connection for connection in connections if connection.kind == "http"]
+        return self.metrics.snapshot(
+            requests_in_flight=sum(connection.cycle is not None for connection in http),
+            http_connections=len(http), websocket_connections=len(connections) - len(http))

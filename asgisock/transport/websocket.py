@@ -56,6 +56,8 @@ def upgrade_to_websocket(state: ServerState, upgrade: Upgrade) -> None:
     except HandshakeError as exc:
         error_logger.info("%s - Invalid WebSocket handshake: %s %s", format_address(upgrade.client),
                           exc.status, exc.reason)
+        if state.metrics is not None:
+            state.metrics.reject(exc.status)
         upgrade.transport.write(reject_response(exc))
         upgrade.transport.close()
         return
@@ -66,6 +68,9 @@ def upgrade_to_websocket(state: ServerState, upgrade: Upgrade) -> None:
 
 class WebSocketProtocol(WriteFlow, asyncio.Protocol):
     """One WebSocket connection, from the handshake to the closed socket."""
+
+    kind: Final = "websocket"
+    """What the metrics count this connection as (``ServerState.metrics_snapshot``)."""
 
     def __init__(self, state: ServerState, request: Request, handshake: Handshake) -> None:
         self.state = state
@@ -88,6 +93,8 @@ class WebSocketProtocol(WriteFlow, asyncio.Protocol):
         self.close_timer: asyncio.TimerHandle | None = None
         self.ping_interval = config.ws_ping_interval
         self.ping_timeout = config.ws_ping_timeout
+        self.metrics = state.metrics
+        """Counts messages and frame bytes for ``--metrics-port``; None without it."""
 
     def attach(self, upgrade: Upgrade) -> None:
         """Start where the HTTP protocol left off: same socket, handshake parsed."""
@@ -122,6 +129,9 @@ class WebSocketProtocol(WriteFlow, asyncio.Protocol):
         if len(session.queue) < session.max_queue:
             message = conn.receive_whole_message(data)
             if message is not None:
+                if self.metrics is not None:
+                    self.metrics.ws_messages_in += 1
+                    self.metrics.ws_bytes_in += len(data)
                 if session.deliver_message(message):
                     self._update_reading()  # the queue is full
                 return
@@ -136,6 +146,8 @@ class WebSocketProtocol(WriteFlow, asyncio.Protocol):
         held back while the queue has room would wait for a read that may never come (a client
         that sent a burst and now waits for the answers).
         """
+        if self.metrics is not None:  # every byte read comes here once, or to the fast path
+            self.metrics.ws_bytes_in += len(data)
         conn.receive_data(data, max_messages=self._room())
         self._process(conn)
         while conn.input_held and self._room():
@@ -186,6 +198,8 @@ class WebSocketProtocol(WriteFlow, asyncio.Protocol):
         for event in conn.events_received():
             kind = type(event)
             if kind is TextMessage or kind is BytesMessage:
+                if self.metrics is not None:
+                    self.metrics.ws_messages_in += 1
                 session.deliver_message(event.data)  # type: ignore[union-attr]
             elif kind is PongReceived:
                 self._pong_received()
@@ -196,6 +210,8 @@ class WebSocketProtocol(WriteFlow, asyncio.Protocol):
                     self.close_timer = self.loop.call_later(CLOSE_TIMEOUT, self._close_timed_out)
         data = conn.data_to_send()
         if data and not self.closed:
+            if self.metrics is not None:
+                self.metrics.ws_bytes_out += len(data)
             self.transport.write(data)
         if conn.close_transport_now():
             self._close_transport()
@@ -241,7 +257,12 @@ class WebSocketProtocol(WriteFlow, asyncio.Protocol):
         except ConnectionClosedError:
             raise ClientDisconnected("the WebSocket connection is closed") from None
         if not self.closed:
-            self.transport.write(conn.data_to_send())
+            frames = conn.data_to_send()
+            metrics = self.metrics
+            if metrics is not None:  # inlined: a call would cost more than the counting
+                metrics.ws_messages_out += 1
+                metrics.ws_bytes_out += len(frames)
+            self.transport.write(frames)
         return None
 
     async def _send_compressed_off_loop(self, conn: WebSocketConnection, data: str | bytes) -> None:
@@ -266,7 +287,7 @@ class WebSocketProtocol(WriteFlow, asyncio.Protocol):
             self.compressing = None
             done.set_result(None)
         if not self.closed:
-            self.transport.write(conn.data_to_send())
+            self._write_counted(conn.data_to_send())
 
     def disconnect_delivered(self) -> None:
         """The app has seen websocket.disconnect: a failure's close frame may go out now."""
@@ -326,6 +347,8 @@ class WebSocketProtocol(WriteFlow, asyncio.Protocol):
 
     def _keepalive_timed_out(self) -> None:
         self.pong_timer = None
+        if self.metrics is not None:
+            self.metrics.ws_keepalive_timeouts += 1
         error_logger.info("%s - WebSocket keepalive ping timed out: dropping the connection",
                           format_address(self.client))
         self.transport.abort()  # the app gets websocket.disconnect with 1006
@@ -339,6 +362,14 @@ class WebSocketProtocol(WriteFlow, asyncio.Protocol):
     def _write(self, data: bytes) -> None:
         if not self.closed and data:
             self.transport.write(data)
+
+    def _write_counted(self, data: bytes) -> None:
+        """Write the frames of a message the app sent, counted for the metrics when they are on."""
+        metrics = self.metrics
+        if metrics is not None:
+            metrics.ws_messages_out += 1
+            metrics.ws_bytes_out += len(data)
+        self.transport.write(data)
 
     def _close_transport(self) -> None:
         # Once: asyncio's TLS transport forgets its protocol when closed a second time, and
