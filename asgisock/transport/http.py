@@ -110,7 +110,7 @@ class HTTPProtocol(WriteFlow, FileBodies, asyncio.Protocol):
         elif len(events) == 2 and events[1] is END_OF_MESSAGE and type(events[0]) is Request and self.cycle is None:
             # One whole request without a body, the usual read on a keep-alive connection: what
             # _dispatch would do, in fewer steps.
-            self._start_cycle(events[0], complete=True)  # type: ignore[arg-type]
+            self._start_cycle(events[0], complete=True)
         else:
             self._dispatch(events)
 
