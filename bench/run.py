@@ -86,6 +86,8 @@ def commands(settings: Settings, servers: list[str]) -> dict[str, Any]:
 
     return {
         "servers": {name: show(server_argv(name, "APP", 99999)) for name in servers},
+        "access_log": {name: show(server_argv(name, "APP", 99999, access_log=True)) for name in servers
+                       if name != CEILING},
         "tls_options": {name: f"{TLS_OPTIONS[name][0]} CERT {TLS_OPTIONS[name][1]} KEY"
                         for name in servers},
         "pinning": f"prlimit --nofile={file_limit()}:{file_limit()} taskset -c 0 SERVER; "
@@ -102,7 +104,8 @@ def measure_once(
     scenario: Scenario, server: str, settings: Settings, log_dir: Path
 ) -> dict[str, Any]:
     try:
-        running = start(server, scenario.app, log_dir, tls=settings.tls if scenario.tls else None)
+        running = start(server, scenario.app, log_dir, tls=settings.tls if scenario.tls else None,
+                        access_log=scenario.access_log)
     except ServerError as error:
         return {"error": str(error)}
     try:
@@ -138,6 +141,8 @@ def run_scenario(
     scenario: Scenario, servers: list[str], rounds: int, settings: Settings, log_dir: Path
 ) -> list[dict[str, Any]]:
     runs = []
+    if scenario.access_log:
+        servers = [server for server in servers if server != CEILING]  # it has no access log
     for round_number in range(1, (1 if scenario.memory else rounds) + 1):
         for server in servers:
             result = measure_once(scenario, server, settings, log_dir)

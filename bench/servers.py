@@ -6,6 +6,10 @@ idle-connection memory test, warnings-only logging. uvicorn runs with its fastes
 (httptools) and its default WebSocket backend (websockets-sansio), named explicitly. In the
 TLS scenarios every server is given the same certificate and key (``bench/certs.py``) and
 nothing else about TLS, so each runs with its own defaults for versions and ciphers.
+
+The access-log scenarios turn each server's access log on in its default format, at its
+default INFO level, written to standard output: a pipe, drained into the server's log file
+by a ``cat`` on the generator's CPU (as a process manager or a container runtime reads it).
 """
 
 from __future__ import annotations
@@ -43,10 +47,12 @@ TLS_OPTIONS: Final = {
 }
 
 
-def server_argv(name: str, app: str, port: int, tls: TLSFiles | None = None) -> list[str]:
+def server_argv(name: str, app: str, port: int, tls: TLSFiles | None = None, access_log: bool = False) -> list[str]:
     """The command line of ``name`` serving ``apps:<app>`` on 127.0.0.1:``port``, over TLS
-    with ``tls``'s certificate and key when given."""
+    with ``tls``'s certificate and key when given, with its access log on if ``access_log``."""
     argv = plain_argv(name, app, port)
+    if access_log:
+        argv = with_access_log(name, argv)
     if tls is None:
         return argv
     cert_option, key_option = TLS_OPTIONS[name]
@@ -87,6 +93,20 @@ def plain_argv(name: str, app: str, port: int) -> list[str]:
     if name == CEILING:
         return [python, str(BENCH_DIR / "ceiling.py"), "--port", str(port), "--backlog", BACKLOG]
     raise ValueError(f"unknown server {name!r}")
+
+
+def with_access_log(name: str, argv: list[str]) -> list[str]:
+    """``argv`` with the server's access log on: its default format, at INFO, to stdout."""
+    if name == CEILING:
+        raise ValueError("the ceiling has no access log")
+    argv = [arg for arg in argv if arg != "--no-access-log"]
+    level = argv.index("--log-level") + 1
+    argv[level] = "info"
+    if name == "granian":
+        argv.insert(-1, "--access-log")  # before the app, granian's last argument
+    elif name == "hypercorn":
+        argv[-1:-1] = ["--access-logfile", "-"]
+    return argv
 
 
 def file_limit() -> int:
@@ -144,6 +164,7 @@ class RunningServer:
     log: Path
     tls: TLSFiles | None = None
     negotiated: str = ""  # TLS version and cipher suite, when over TLS
+    drain: subprocess.Popen[bytes] | None = None  # the cat reading the server's stdout pipe
 
     @property
     def pid(self) -> int:
@@ -171,13 +192,17 @@ class RunningServer:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.process.pid, signal.SIGKILL)
         self.process.wait()
+        if self.drain is not None:
+            self.drain.wait()  # ends at the pipe's end, once the server is gone
 
 
 def start(
-    name: str, app: str, log_dir: Path, source: Path | None = None, tls: TLSFiles | None = None
+    name: str, app: str, log_dir: Path, source: Path | None = None, tls: TLSFiles | None = None,
+    access_log: bool = False,
 ) -> RunningServer:
     """Start ``name`` serving ``apps:<app>``; ``source`` puts another asgisock tree first,
-    ``tls`` serves it over TLS with that certificate."""
+    ``tls`` serves it over TLS with that certificate, ``access_log`` turns its access log on
+    (written to a pipe)."""
     port = free_port()
     log = log_dir / f"{name}.log"
     path = [str(source)] if source is not None else []
@@ -186,16 +211,22 @@ def start(
         "PYTHONPATH": os.pathsep.join([*path, str(BENCH_DIR)]),
         "PYTHONDONTWRITEBYTECODE": "1",
     }
+    drain: subprocess.Popen[bytes] | None = None
     with log.open("ab") as log_file:
+        if access_log:
+            drain = subprocess.Popen(["taskset", "-c", CLIENT_CPU, "cat"], stdin=subprocess.PIPE,
+                                     stdout=log_file, start_new_session=True)
         process = subprocess.Popen(
-            pinned(SERVER_CPU, server_argv(name, app, port, tls)),
+            pinned(SERVER_CPU, server_argv(name, app, port, tls, access_log)),
             cwd=BENCH_DIR,
             env=env,
-            stdout=log_file,
+            stdout=log_file if drain is None else drain.stdin,
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-    server = RunningServer(name, port, process, log, tls)
+    if drain is not None and drain.stdin is not None:
+        drain.stdin.close()  # the server holds the pipe's only writing end
+    server = RunningServer(name, port, process, log, tls, drain=drain)
     deadline = time.monotonic() + START_TIMEOUT
     while not responds(port, tls):
         if process.poll() is not None or time.monotonic() > deadline:
