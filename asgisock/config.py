@@ -119,9 +119,9 @@ def _loop_name(name: str) -> str:
     return name
 
 
-SSL_PROTOCOLS: Final = {2: "PROTOCOL_TLS", 3: "PROTOCOL_TLSv1", 4: "PROTOCOL_TLSv1_1", 5: "PROTOCOL_TLSv1_2",
-                        16: "PROTOCOL_TLS_CLIENT", 17: "PROTOCOL_TLS_SERVER"}
-"""The values of Python's ``ssl.PROTOCOL_*`` constants, which ``--ssl-version`` takes as uvicorn does."""
+SSL_PROTOCOLS: Final = (2, 3, 4, 5, 16, 17)
+"""Python's ``ssl.PROTOCOL_*`` numbers (TLS, TLSv1, TLSv1_1, TLSv1_2, TLS_CLIENT, TLS_SERVER), which
+``--ssl-version`` takes as uvicorn does."""
 
 
 def _ssl_protocol(number: int) -> int:

@@ -102,6 +102,8 @@ def _value(ctx: click.Context, item: Setting, where: str, key: str, raw: Any) ->
 def _expected(item: Setting) -> str:
     if item.choices:
         return "one of " + ", ".join(repr(choice) for choice in item.choices)
+    if item.octal:
+        return "an octal mode such as 0o660"
     described = {"bool": "true or false", "int": "an integer", "float": "a number", "list": "a list of strings"}
     text = described.get(item.kind, "a string")
     if item.minimum is not None and item.maximum is not None:

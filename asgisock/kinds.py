@@ -51,9 +51,18 @@ def _check_number(info: Described, value: Any) -> None:
         raise ConfigError(info.flag, f"expected {'an integer' if info.kind == 'int' else 'a number'}, "
                                      f"got {value!r}")
     if info.minimum is not None and value < info.minimum:
-        raise ConfigError(info.flag, f"{value!r} is smaller than {info.minimum:g}")
+        raise ConfigError(info.flag, f"{_shown(info, value)} is smaller than {_limit(info, info.minimum)}")
     if info.maximum is not None and value > info.maximum:
-        raise ConfigError(info.flag, f"{value!r} is larger than {info.maximum:g}")
+        raise ConfigError(info.flag, f"{_shown(info, value)} is larger than {_limit(info, info.maximum)}")
+
+
+def _shown(info: Described, value: float) -> str:
+    """A value in a message: a mode in octal, as chmod writes it (``0o1224``, not ``660``)."""
+    return oct(int(value)) if info.octal else repr(value)
+
+
+def _limit(info: Described, limit: float) -> str:
+    return oct(int(limit)) if info.octal else f"{limit:g}"
 
 
 def _check_bool(info: Described, value: Any) -> None:

@@ -279,3 +279,32 @@ def test_every_setting_has_help_and_a_known_kind() -> None:
         info = info_of(name)
         assert info.help.endswith((".", ")")), name
         assert (info.kind == "choice") == bool(info.choices), name
+
+
+@pytest.mark.parametrize(("text", "mode"), [("660", 0o660), ("0660", 0o660), ("0o600", 0o600), ("777", 0o777)])
+def test_a_mode_is_octal(text: str, mode: int) -> None:
+    assert command.make_context("asgisock", ["app", "--uds", "x.sock", "--uds-perms", text]).params["uds_perms"] == mode
+
+
+def test_a_mode_out_of_range_is_shown_in_octal() -> None:
+    with pytest.raises(ConfigError, match=r"--uds-perms': 0o1224 is larger than 0o777"):
+        Config(hello, uds="x.sock", uds_perms=660)  # decimal 660: an easy slip from Python
+
+
+@pytest.mark.parametrize(("name", "value", "reason"), [
+    (name, value, reason) for name, item in SETTINGS.items() for value, reason in item.declared.refused.items()])
+def test_a_refused_value_says_why(name: str, value: Any, reason: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        Config(hello, **{name: value})
+    assert caught.value.option == SETTINGS[name].flag
+    assert caught.value.reason.endswith(reason)
+
+
+@pytest.mark.parametrize(("name", "value", "note"), [
+    (name, value, note) for name, item in SETTINGS.items() for value, note in item.declared.mapped.items()])
+def test_a_mapped_value_is_served_with_a_note(tmp_path: Path, name: str, value: Any, note: str) -> None:
+    certfile = tmp_path / "cert.pem"
+    certfile.write_text("")
+    config = Config(hello, **{name: value}, **_requirements(name, certfile))
+    assert config.compatibility_notes() == [f"{SETTINGS[name].flag} {value}: {note}"]
+    assert Config(hello).compatibility_notes() == []

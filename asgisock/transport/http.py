@@ -209,14 +209,15 @@ class HTTPProtocol(WriteFlow, FileBodies, asyncio.Protocol):
             self._reject(RequestError(503, "Service Unavailable"))
             return
         loop = self.loop
-        # --reset-contextvars: an empty context, rather than a copy of this callback's own, which
-        # holds what was set before the server listened (at the app's import, say)
-        context = contextvars.Context() if self.reset_contextvars else None
-        if loop.get_task_factory() is None:
+        if self.reset_contextvars:
+            # An empty context, rather than a copy of this callback's own, which holds what was
+            # set before the server listened (at the app's import, say).
+            task = loop.create_task(cycle.run(self.app), name=_TASK_NAME, context=contextvars.Context())
+        elif loop.get_task_factory() is None:
             # What loop.create_task() does, less a unique "Task-<n>" name formatted for each request.
-            task = asyncio.Task(cycle.run(self.app), loop=loop, name=_TASK_NAME, context=context)
+            task = asyncio.Task(cycle.run(self.app), loop=loop, name=_TASK_NAME)
         else:
-            task = loop.create_task(cycle.run(self.app), context=context)
+            task = loop.create_task(cycle.run(self.app))
         cycle.task = task
         self.tasks.add(task)
 

@@ -90,6 +90,8 @@ def test_pyproject_without_the_table_is_ignored(project: Path) -> None:
     ('loop = "nope"', "'pyproject.toml [tool.asgisock]: loop': 'nope' is not one of auto, asyncio, uvloop, "
                       "zuvloop, none, nor a MODULE:ATTRIBUTE loop factory"),
     ("ssl_version = 3", "'pyproject.toml [tool.asgisock]: ssl_version': 3: TLS 1.0 and 1.1 are deprecated"),
+    ('uds_perms = "660"', "'pyproject.toml [tool.asgisock]: uds_perms': expected an octal mode such as 0o660"),
+    ("uds_perms = 660", "'pyproject.toml [tool.asgisock]: uds_perms': 0o1224 is larger than 0o777"),
     ('http = "zttp"', "'pyproject.toml [tool.asgisock]: http': zttp: HTTP/2 is not supported yet"),
     ("access_log = 3", "'pyproject.toml [tool.asgisock]: access_log'"),
     ("headers = [1]", "'pyproject.toml [tool.asgisock]: headers': expected a string or a list of strings"),
