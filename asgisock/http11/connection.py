@@ -242,6 +242,8 @@ class HTTP11Connection:
             self._fail(self._first_error(self._classify(str(exc))))
         else:
             state = self._state
+            if state is IDLE:  # the read ended with a message, or inside a Content-Length body
+                return
             if state is HEAD:
                 # An unfinished head stays in llhttp's buffers: bound it by the bytes it has taken
                 # so far (this chunk, less what earlier messages in it used).

@@ -176,7 +176,8 @@ class HTTPProtocol(WriteFlow, FileBodies, asyncio.Protocol):
 
     def _start_cycle(self, request: Request, *, complete: bool = False) -> None:
         """Hand a request to the app; ``complete`` when its end (no body) is already read."""
-        self.state.requests += 1
+        state = self.state
+        state.requests += 1
         if not complete:
             # From here the clock runs only while the request body is awaited from the client.
             self.idle_since = now = self.loop.time()
@@ -186,25 +187,25 @@ class HTTPProtocol(WriteFlow, FileBodies, asyncio.Protocol):
             request, client, server, scheme = self._forwarded(request, self.trusted)
         else:
             client, server, scheme = self.client, self.server, self.scheme
-        if request.upgrade and self.state.upgrade is not None:
+        if request.upgrade and state.upgrade is not None:
             self.detach()
-            self.state.upgrade(Upgrade(self.transport, request, client, server, scheme, self.conn.upgrade_data or b"",
+            state.upgrade(Upgrade(self.transport, request, client, server, scheme, self.conn.upgrade_data or b"",
                                        self.tls))
             return
         scope = http_scope(request, scheme=scheme, client=client, server=server, root_path=self.root_path,
-                           state=self.state.app_state)
+                           state=state.app_state)
         if self.tls is not None:
             scope["extensions"]["tls"] = self.tls
         writer = self.writer
         writer.begin(request, complete)
         self.cycle = cycle = HTTPCycle(self, writer, scope, self.access_log, complete,
-                                       self.state.metrics is not None)
+                                       state.metrics is not None)
         if not complete:
             self.body_cycle = cycle
         if self.closing:
             cycle.close_after_response()
         limit = self.limit_concurrency
-        if limit is not None and (len(self.state.connections) > limit or len(self.state.tasks) >= limit):
+        if limit is not None and (len(state.connections) > limit or len(state.tasks) >= limit):
             error_logger.warning("Exceeded concurrency limit: answering 503")
             self._reject(RequestError(503, "Service Unavailable"))
             return
