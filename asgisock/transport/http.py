@@ -46,6 +46,8 @@ class HTTPProtocol(WriteFlow, FileBodies, asyncio.Protocol):
 
     def __init__(self, state: ServerState, origin: ProxyHeader | None = None) -> None:
         self.state = state
+        self.metrics = state.metrics
+        """Counts requests for ``--metrics-port``; None without it."""
         self.origin = origin
         """What a PROXY protocol header said of the connection's two ends."""
         config = state.config
@@ -199,7 +201,7 @@ class HTTPProtocol(WriteFlow, FileBodies, asyncio.Protocol):
         writer = self.writer
         writer.begin(request, complete)
         self.cycle = cycle = HTTPCycle(self, writer, scope, self.access_log, complete,
-                                       state.metrics is not None)
+                                       self.metrics is not None)
         if not complete:
             self.body_cycle = cycle
         if self.closing:
@@ -289,9 +291,9 @@ class HTTPProtocol(WriteFlow, FileBodies, asyncio.Protocol):
         self._update_reading()
 
     def response_complete(self, keep_alive: bool) -> None:
-        if self.state.metrics is not None and self.cycle is not None:
-            cycle = self.cycle  # counted here, where every way a response ends leads
-            self.state.metrics.response(cycle.scope["method"], cycle.status, cycle.start_time)
+        metrics = self.metrics
+        if metrics is not None and (cycle := self.cycle) is not None:  # where every way a response ends leads
+            metrics.response(cycle.scope["method"], cycle.status, cycle.start_time)
         self.cycle = None
         if self.closed:
             return
