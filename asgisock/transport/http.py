@@ -36,6 +36,8 @@ if TYPE_CHECKING:
 
 
 _TASK_NAME: Final = "asgisock: HTTP request"
+HOLD_LIMIT: Final = 64 * 1024
+"""Held responses to pipelined requests are written once they add up to this many bytes."""
 
 
 class HTTPProtocol(WriteFlow, FileBodies, asyncio.Protocol):
@@ -46,8 +48,6 @@ class HTTPProtocol(WriteFlow, FileBodies, asyncio.Protocol):
 
     def __init__(self, state: ServerState, origin: ProxyHeader | None = None) -> None:
         self.state = state
-        self.metrics = state.metrics
-        """Counts requests for ``--metrics-port``; None without it."""
         self.origin = origin
         """What a PROXY protocol header said of the connection's two ends."""
         config = state.config
@@ -56,7 +56,6 @@ class HTTPProtocol(WriteFlow, FileBodies, asyncio.Protocol):
         self.tasks = state.tasks
         self.access_log = state.access_log
         self.timeout_keep_alive = config.timeout_keep_alive
-        self.min_body_rate = config.min_request_body_rate or None
         self.limit_concurrency = config.limit_concurrency
         self.root_path = config.root_path
         self.reset_contextvars = config.reset_contextvars
@@ -95,6 +94,9 @@ class HTTPProtocol(WriteFlow, FileBodies, asyncio.Protocol):
         self.drain_waiters: list[asyncio.Future[None]] = []
         self.idle_timer: asyncio.TimerHandle | None = None
         self.body_clock: BodyClock | None = None
+        self.held: Held | None = None
+        """Responses to a pipelined batch, written together (see :meth:`_hold`); None when
+        each response is written as it comes."""
         self.state.connections.add(self)
         if state.draining:  # accepted just before the server stopped listening
             self.closing = True
@@ -123,6 +125,7 @@ class HTTPProtocol(WriteFlow, FileBodies, asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        self.held = None
         self.state.connections.discard(self)
         current = self.cycle
         if current is not None and self.state.metrics is not None:  # the request ends with its connection
@@ -174,7 +177,38 @@ class HTTPProtocol(WriteFlow, FileBodies, asyncio.Protocol):
     def _defer(self, events: list[Event], index: int) -> None:
         """Keep pipelined events until the current response is complete."""
         self.pending.extend(events[index:])
+        if self.held is None:
+            self._hold()
         self._update_reading()
+
+    # -- the responses to a pipelined batch --------------------------------------------------
+    def _hold(self) -> None:
+        """Requests are pipelined: hold their responses, to write them in one go once the last
+        is complete, rather than one write (and one system call) each.
+
+        A response is never held for long: the responses go out as soon as none is queued, as
+        soon as they add up to ``HOLD_LIMIT`` bytes, before a file is sent or the connection
+        closes, and whenever a turn of the event loop passes in which no response was written
+        to (an app that waits, for a database say, does not keep the ones before it back).
+        """
+        self.held = Held()
+        self.loop.call_soon(self._flush_if_stalled)
+
+    def _flush_if_stalled(self) -> None:
+        held = self.held
+        if held is None:
+            return
+        if held.progress and self.cycle is not None:
+            held.progress = False
+            self.loop.call_soon(self._flush_if_stalled)
+        else:
+            self._flush()
+
+    def _flush(self) -> None:
+        held = self.held
+        self.held = None
+        if held is not None and held.parts and not self.closed:
+            self.transport.write(b"".join(held.parts))
 
     def _start_cycle(self, request: Request, *, complete: bool = False) -> None:
         """Hand a request to the app; ``complete`` when its end (no body) is already read."""
@@ -183,8 +217,9 @@ class HTTPProtocol(WriteFlow, FileBodies, asyncio.Protocol):
         if not complete:
             # From here the clock runs only while the request body is awaited from the client.
             self.idle_since = now = self.loop.time()
-            if self.min_body_rate is not None:
-                self.body_clock = BodyClock(now)
+            rate = state.config.min_request_body_rate
+            if rate:
+                self.body_clock = BodyClock(now, rate)
         if request.forwarded and self.trusted is not None:
             request, client, server, scheme = self._forwarded(request, self.trusted)
         else:
@@ -201,7 +236,7 @@ class HTTPProtocol(WriteFlow, FileBodies, asyncio.Protocol):
         writer = self.writer
         writer.begin(request, complete)
         self.cycle = cycle = HTTPCycle(self, writer, scope, self.access_log, complete,
-                                       self.metrics is not None)
+                                       state.metrics is not None)
         if not complete:
             self.body_cycle = cycle
         if self.closing:
@@ -256,7 +291,7 @@ class HTTPProtocol(WriteFlow, FileBodies, asyncio.Protocol):
         self.cycle = self.body_cycle = None
         self.pending.clear()
         if not self.closed:
-            self.transport.write(error_response(error.status, error.reason))
+            self.write(error_response(error.status, error.reason))
             self._close()
 
     def _body_failed(self, cycle: HTTPCycle, error: RequestError) -> None:
@@ -276,13 +311,27 @@ class HTTPProtocol(WriteFlow, FileBodies, asyncio.Protocol):
         cycle.disconnect()
         if not self.closed:
             if answer:
-                self.transport.write(error_response(error.status, error.reason))
+                self.write(error_response(error.status, error.reason))
             self._close()
 
     # -- CycleOwner ------------------------------------------------------------------------
     def write(self, data: bytes) -> None:
-        if not self.closed:
+        if self.closed:
+            return
+        held = self.held
+        if held is None:
             self.transport.write(data)
+            return
+        held.parts.append(data)
+        held.progress = True
+        held.size += len(data)
+        if held.size >= HOLD_LIMIT:
+            self._flush()
+
+    async def send_file(self, fd: int, offset: int, count: int) -> None:
+        if self.held is not None:
+            self._flush()  # the kernel sends the file straight to the socket, after what is held
+        await super().send_file(fd, offset, count)
 
     def app_finished(self, cycle: HTTPCycle) -> None:
         self.tasks.discard(cycle.task)  # None when never started: a no-op
@@ -291,7 +340,7 @@ class HTTPProtocol(WriteFlow, FileBodies, asyncio.Protocol):
         self._update_reading()
 
     def response_complete(self, keep_alive: bool) -> None:
-        metrics = self.metrics
+        metrics = self.state.metrics
         if metrics is not None and (cycle := self.cycle) is not None:  # where every way a response ends leads
             metrics.response(cycle.scope["method"], cycle.status, cycle.start_time)
         self.cycle = None
@@ -306,6 +355,8 @@ class HTTPProtocol(WriteFlow, FileBodies, asyncio.Protocol):
             self.pending.clear()
             self._dispatch(events)
         if self.cycle is None:
+            if self.held is not None:
+                self._flush()  # the last of a pipelined batch
             self.idle_since = self.loop.time()
             if self.idle_timer is None:
                 self._became_idle()
@@ -315,6 +366,8 @@ class HTTPProtocol(WriteFlow, FileBodies, asyncio.Protocol):
     def _close(self) -> None:
         """Close once: asyncio's TLS transport forgets its protocol when closed a second time,
         and fails on the next call."""
+        if self.held is not None:
+            self._flush()
         if not self.transport.is_closing():
             self.transport.close()
 
@@ -367,8 +420,8 @@ class HTTPProtocol(WriteFlow, FileBodies, asyncio.Protocol):
         now = self.loop.time()
         deadline = self.idle_since + self.timeout_keep_alive
         clock = self.body_clock
-        if body is not None and clock is not None and self.min_body_rate is not None:
-            too_slow_at = clock.too_slow_at(self.timeout_keep_alive, self.min_body_rate)
+        if body is not None and clock is not None:
+            too_slow_at = clock.too_slow_at(self.timeout_keep_alive)
             if now >= too_slow_at:
                 self._body_too_slow(body, clock, now)
                 return
@@ -405,11 +458,13 @@ class HTTPProtocol(WriteFlow, FileBodies, asyncio.Protocol):
         answer = body is self.cycle and not body.response_started
         body.disconnect()
         if answer:
-            self.transport.write(error_response(408, "Request Timeout"))
+            self.write(error_response(408, "Request Timeout"))
         self._close()
 
     def detach(self) -> None:
         """The connection now belongs to another protocol (a WebSocket upgrade)."""
+        if self.held is not None:
+            self._flush()
         self.state.connections.discard(self)
         self.cycle = self.body_cycle = None
         self.pending.clear()
@@ -437,6 +492,18 @@ class HTTPProtocol(WriteFlow, FileBodies, asyncio.Protocol):
         return "awaited"
 
 
+class Held:
+    """Responses held back while a pipelined batch is answered."""
+
+    __slots__ = ("parts", "progress", "size")
+
+    def __init__(self) -> None:
+        self.parts: list[bytes] = []
+        self.size = 0
+        self.progress = False
+        """A response was written to since the last turn of the event loop."""
+
+
 class BodyClock:
     """How long the client has taken over a request body, for ``--min-request-body-rate``.
 
@@ -447,9 +514,11 @@ class BodyClock:
     them, and every attribute access on the hot path is slower past that).
     """
 
-    __slots__ = ("paused", "paused_at", "received", "started")
+    __slots__ = ("paused", "paused_at", "rate", "received", "started")
 
-    def __init__(self, now: float) -> None:
+    def __init__(self, now: float, rate: float) -> None:
+        self.rate = rate
+        """The least bytes per second the body must keep up."""
         self.started = self.paused_at = now
         self.paused = 0.0
         self.received = 0
@@ -461,6 +530,6 @@ class BodyClock:
     def waited(self, now: float) -> float:
         return now - self.started - self.paused
 
-    def too_slow_at(self, grace: float, rate: float) -> float:
+    def too_slow_at(self, grace: float) -> float:
         """When the body falls below ``rate`` bytes per second after ``grace`` seconds."""
-        return self.started + self.paused + grace + self.received / rate
+        return self.started + self.paused + grace + self.received / self.rate
