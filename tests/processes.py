@@ -11,7 +11,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import IO
+from typing import IO, Final
 
 from tests.support import timeout
 
@@ -162,3 +162,21 @@ def read_until_closed(sock: socket.socket) -> bytes:
         if not chunk:
             return b"".join(chunks)
         chunks.append(chunk)
+
+
+LIFESPAN_AND_ECHO: Final = '''
+    if scope["type"] == "lifespan":
+        while True:
+            message = await receive()
+            await send({"type": message["type"] + ".complete"})
+            if message["type"] == "lifespan.shutdown":
+                return
+    if scope["type"] == "websocket":
+        await receive()
+        await send({"type": "websocket.accept"})
+        while (message := await receive())["type"] == "websocket.receive":
+            await send({"type": "websocket.send", "text": message["text"]})
+        return
+'''
+"""Source for the start of a test app's ``async def app(scope, receive, send):`` body: lifespan
+answered, and a WebSocket that echoes text; HTTP is left to the code that follows it."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import logging
 import os
@@ -125,3 +126,15 @@ class LogWatch(logging.Handler):
                                           timeout(10))
         assert found, f"{text!r} never logged: {self.records}"
         return found
+
+
+def ws_handshake(server: RunningServer, path: str = "/") -> socket.socket:
+    """A raw socket on which a WebSocket handshake to ``path`` has succeeded (its 101 read)."""
+    sock = server.connect()
+    sock.sendall(f"GET {path} HTTP/1.1\r\n".encode() + b"Host: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                 b"Sec-WebSocket-Key: " + base64.b64encode(os.urandom(16)) + b"\r\nSec-WebSocket-Version: 13\r\n\r\n")
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += sock.recv(1)
+    assert head.startswith(b"HTTP/1.1 101 ")
+    return sock

@@ -23,7 +23,7 @@ from tests.integration.test_supervisor import (
     stop,
     wait_serving,
 )
-from tests.processes import Cli, Launcher
+from tests.processes import LIFESPAN_AND_ECHO, Cli, Launcher
 from tests.scrape import Figures, scrape, wait_for
 from tests.support import timeout
 
@@ -39,19 +39,7 @@ say(f"imported in {os.getpid()}")
 
 
 async def app(scope, receive, send):
-    if scope["type"] == "lifespan":
-        while True:
-            message = await receive()
-            await send({"type": message["type"] + ".complete"})
-            if message["type"] == "lifespan.shutdown":
-                return
-    if scope["type"] == "websocket":
-        await receive()
-        await send({"type": "websocket.accept"})
-        while (message := await receive())["type"] == "websocket.receive":
-            await send({"type": "websocket.send", "text": message["text"]})
-        return
-    await receive()
+''' + LIFESPAN_AND_ECHO + '''    await receive()
     status = int(scope["path"].rpartition("/")[2]) if scope["path"].startswith("/status/") else 200
     await send({"type": "http.response.start", "status": status, "headers": []})
     await send({"type": "http.response.body", "body": str(os.getpid()).encode()})

@@ -38,7 +38,7 @@ from uvicorn.main import main as uvicorn_main
 from asgisock.cli import command
 from asgisock.config import SETTINGS
 from tests.integration.test_cli import one_line, run_cli
-from tests.processes import Cli, Launcher, child_env
+from tests.processes import LIFESPAN_AND_ECHO, Cli, Launcher, child_env
 from tests.support import timeout
 
 VARIABLES = ("WEB_CONCURRENCY", "FORWARDED_ALLOW_IPS", "UVICORN_APP", "ASGISOCK_APP",
@@ -326,19 +326,7 @@ CONTEXT.set("set at import")  # what instrumentation set at import leaks into ev
 
 
 async def app(scope, receive, send):
-    if scope["type"] == "lifespan":
-        while True:
-            message = await receive()
-            await send({"type": message["type"] + ".complete"})
-            if message["type"] == "lifespan.shutdown":
-                return
-    if scope["type"] == "websocket":
-        await receive()
-        await send({"type": "websocket.accept"})
-        while (message := await receive())["type"] == "websocket.receive":
-            await send({"type": "websocket.send", "text": message["text"]})
-        return
-    body = json.dumps({"root_path": scope["root_path"], "context": CONTEXT.get()}).encode()
+''' + LIFESPAN_AND_ECHO + '''    body = json.dumps({"root_path": scope["root_path"], "context": CONTEXT.get()}).encode()
     await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]})
     await send({"type": "http.response.body", "body": body})
 

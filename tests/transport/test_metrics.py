@@ -17,7 +17,7 @@ from asgisock.types import Receive, Send
 from tests.apps import respond
 from tests.processes import read_until_closed
 from tests.scrape import scrape, wait_for
-from tests.support import RunningServer, serve, timeout
+from tests.support import RunningServer, serve, timeout, ws_handshake
 from tests.transport.test_slow_clients import Drip
 
 REQUESTS = "asgisock_http_requests_total"
@@ -180,17 +180,6 @@ def test_keepalive_timeouts_and_requests_that_stall(loop: str) -> None:
     assert figures(REQUESTS, method="POST", status="none") == 2  # their app saw http.disconnect
 
 
-def ws_connect(server: RunningServer) -> socket.socket:
-    sock = server.connect()
-    sock.sendall(b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: "
-                 + base64.b64encode(os.urandom(16)) + b"\r\nSec-WebSocket-Version: 13\r\n\r\n")
-    head = b""
-    while b"\r\n\r\n" not in head:
-        head += sock.recv(1)
-    assert head.startswith(b"HTTP/1.1 101 ")
-    return sock
-
-
 def masked_frame(opcode: int, payload: bytes) -> bytes:
     mask = os.urandom(4)
     return bytes([0x80 | opcode, 0x80 | len(payload)]) + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
@@ -210,7 +199,7 @@ def test_websocket_messages_and_the_bytes_of_their_frames(loop: str) -> None:
     the server's are not (2 bytes); the opening handshake is HTTP and does not count."""
     with serve(App(), loop=loop, metrics_port=0) as server:
         url = metrics_url(server)
-        with ws_connect(server) as sock:
+        with ws_handshake(server, "/ws") as sock:
             for text in (b"a", b"bb", b"ccc"):
                 sock.sendall(masked_frame(0x1, text))
                 assert receive_exactly(sock, 2 + len(text)) == bytes([0x81, len(text)]) + text
@@ -231,7 +220,7 @@ def test_websocket_messages_and_the_bytes_of_their_frames(loop: str) -> None:
 
 def test_a_websocket_ping_left_unanswered_is_a_keepalive_timeout(loop: str) -> None:
     with serve(App(), loop=loop, metrics_port=0, ws_ping_interval=0.1, ws_ping_timeout=0.2) as server, \
-            ws_connect(server) as sock:
+            ws_handshake(server, "/ws") as sock:
         url = metrics_url(server)
         assert receive_exactly(sock, 6)[:2] == b"\x89\x04"  # the ping, with 4 bytes of payload
         figures = wait_for(url, lambda figures: figures("asgisock_keepalive_timeouts_total", protocol="websocket") == 1)

@@ -9,10 +9,8 @@ that never reads) or throttled with a bounded buffer (slow body, slow reader).
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import logging
-import os
 import socket
 import struct
 import threading
@@ -25,7 +23,7 @@ import pytest
 from asgisock.asgi.http_cycle import BODY_BUFFER_HIGH
 from asgisock.types import Receive, Send
 from tests.apps import hello, read_body, respond, stream_chunks
-from tests.support import RunningServer, read_response, serve, timeout
+from tests.support import RunningServer, read_response, serve, timeout, ws_handshake
 
 NORMAL = timeout(0.5)
 """A round trip on loopback takes about a millisecond; this is what "still served normally" allows."""
@@ -365,17 +363,6 @@ def test_slow_reader_of_a_large_response(loop: str) -> None:
         while not (data := sock.recv(1 << 20)).endswith(b"0\r\n\r\n"):
             total += len(data)
     assert len(sent) == 1024
-
-
-def ws_handshake(server: RunningServer) -> socket.socket:
-    sock = server.connect()
-    sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: "
-                 + base64.b64encode(os.urandom(16)) + b"\r\nSec-WebSocket-Version: 13\r\n\r\n")
-    head = b""
-    while b"\r\n\r\n" not in head:
-        head += sock.recv(1)
-    assert head.startswith(b"HTTP/1.1 101 ")
-    return sock
 
 
 def test_websocket_client_that_never_reads(loop: str) -> None:
