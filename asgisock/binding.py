@@ -25,7 +25,7 @@ def bind_sockets(config: Config, *, port: int | None = None, reuse_port: bool = 
     if config.fd is not None:
         sock = socket.socket(fileno=os.dup(config.fd))
     elif config.uds:
-        sock = bind_unix(config.uds)
+        sock = bind_unix(config.uds, config.uds_perms)
     else:
         sock = bind_tcp(config.host, config.port if port is None else port, reuse_port=reuse_port)
     if listen:
@@ -50,15 +50,16 @@ def bind_tcp(host: str, port: int, *, reuse_port: bool = False) -> socket.socket
     return sock
 
 
-def bind_unix(path: str) -> socket.socket:
-    """A UNIX socket at ``path``, replacing a stale socket file but nothing else; mode 0666."""
+def bind_unix(path: str, mode: int = 0o666) -> socket.socket:
+    """A UNIX socket at ``path``, replacing a stale socket file but nothing else, with ``mode``
+    (``--uds-perms``)."""
     if os.path.exists(path) and not stat.S_ISSOCK(os.stat(path).st_mode):
         raise ConfigError("--uds", f"{path} exists and is not a socket")
     with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.bind(path)
-    os.chmod(path, 0o666)
+    os.chmod(path, mode)
     return sock
 
 

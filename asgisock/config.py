@@ -13,8 +13,8 @@ settings it passes. The ``asgisock`` command and :func:`asgisock.run` do read it
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
+import re
 import types
 import typing
 from collections.abc import Callable, Collection, Mapping
@@ -25,17 +25,19 @@ import click
 
 from asgisock.exceptions import ConfigError
 from asgisock.http11.headers import FORBIDDEN_VALUE_RE, TOKEN_RE
+from asgisock.kinds import KINDS, KindName
 from asgisock.proxy.forwarded import TrustedProxies
 from asgisock.types import ASGIApp
 from asgisock.ws.deflate import MAX_WINDOW_BITS, MIN_WINDOW_BITS
 
-KindName = Literal["str", "int", "float", "bool", "choice", "path", "file", "list"]
-"""How a setting is checked and parsed; derived from its annotation by :func:`_kind_of`."""
-
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
 DEFAULT_ACCESS_LOG_FORMAT = '%(h)s - "%(r)s" %(s)s'
 ENV_PREFIX = "ASGISOCK_"
-DEFAULT_FORWARDED_ALLOW_IPS = "127.0.0.1"
+DEFAULT_FORWARDED_ALLOW_IPS = "127.0.0.1,::1"
+UVICORN_PREFIX = "UVICORN_"
+"""uvicorn's environment variables (click's ``auto_envvar_prefix``), read after asgisock's own."""
+COMPATIBILITY = "uvicorn compatibility"
+"""The help section of the options that exist only so that uvicorn's command lines work."""
 
 
 @dataclass(frozen=True)
@@ -47,7 +49,8 @@ class Declaration:
     """The values a ``str`` setting may take. Not a ``Literal`` annotation: that would make every
     typed program passing a plain ``str`` (``Config(app, loop=name)``) fail to type-check."""
     path: Literal["any", "file"] | None = None
-    """A ``str`` that names a path (``"file"``: an existing file) rather than plain text."""
+    """A ``str`` that names a path (``"file"``: an existing file) rather than plain text; a list
+    of paths."""
     flag_name: str | None = None
     """The option's name when it differs from the field's (``headers`` is ``--header``)."""
     minimum: float | None = None
@@ -60,8 +63,20 @@ class Declaration:
     parse: Callable[[Any], Any] | None = None
     """Checks the syntax of a value beyond its kind (raising ValueError), and parses it."""
     env_alias: str | None = None
-    """A second environment variable read when ``ASGISOCK_<NAME>`` is unset (uvicorn's own name
-    for it, so that a deployment moves over unchanged)."""
+    """One more environment variable, read when ``ASGISOCK_<NAME>`` and ``UVICORN_<NAME>`` are
+    unset (``WEB_CONCURRENCY``: a name that uvicorn and others read, so that a deployment moves
+    over unchanged)."""
+    uvicorn: bool | str = False
+    """uvicorn 0.54 has this setting: True under the same name, or uvicorn's name for it (its
+    parameter's, ``h11_max_incomplete_event_size``), which then is a second option name. Either
+    way ``UVICORN_<NAME>`` is read after ``ASGISOCK_<NAME>``, as uvicorn reads it."""
+    octal: bool = False
+    """An ``int`` written in octal on the command line and in the environment (a file mode)."""
+    mapped: Mapping[Any, str] = field(default_factory=dict)
+    """Values accepted so that uvicorn's command lines work, which asgisock serves another way:
+    each with the line logged at start-up to say how."""
+    refused: Mapping[Any, str] = field(default_factory=dict)
+    """Values uvicorn takes that asgisock recognises and refuses, each with the reason."""
 
 
 def setting(default: Any, help: str, **options: Any) -> Any:
@@ -85,7 +100,6 @@ def _header_pair(header: str) -> tuple[bytes, bytes]:
     return name_bytes.lower(), value.strip().encode("latin-1")
 
 
-
 def _header_pairs(headers: list[str]) -> list[tuple[bytes, bytes]]:
     return [_header_pair(header) for header in headers]
 
@@ -94,40 +108,93 @@ def _trusted_proxies(spec: str | None) -> TrustedProxies:
     return TrustedProxies(DEFAULT_FORWARDED_ALLOW_IPS if spec is None else spec)
 
 
+LOOPS: Final = ("auto", "asyncio", "uvloop", "zuvloop", "none")
+_IMPORT_STRING: Final = re.compile(r"[\w.]+:[\w.]+")
+
+
+def _loop_name(name: str) -> str:
+    """One of :data:`LOOPS`, or ``module:attribute`` naming a loop factory (as uvicorn takes it)."""
+    if name not in LOOPS and not _IMPORT_STRING.fullmatch(name):
+        raise ValueError(f"{name!r} is not one of {', '.join(LOOPS)}, nor a MODULE:ATTRIBUTE loop factory")
+    return name
+
+
+SSL_PROTOCOLS: Final = {2: "PROTOCOL_TLS", 3: "PROTOCOL_TLSv1", 4: "PROTOCOL_TLSv1_1", 5: "PROTOCOL_TLSv1_2",
+                        16: "PROTOCOL_TLS_CLIENT", 17: "PROTOCOL_TLS_SERVER"}
+"""The values of Python's ``ssl.PROTOCOL_*`` constants, which ``--ssl-version`` takes as uvicorn does."""
+
+
+def _ssl_protocol(number: int) -> int:
+    if number not in SSL_PROTOCOLS:
+        raise ValueError(f"{number} is not an ssl.PROTOCOL_* number; use 17 (PROTOCOL_TLS_SERVER), "
+                         "2 (PROTOCOL_TLS) or 5 (PROTOCOL_TLSv1_2)")
+    return number
+
+
+_OLD_TLS: Final = "TLS 1.0 and 1.1 are deprecated (RFC 8996): asgisock serves TLS 1.2 and 1.3 only"
+
+
 @dataclass
 class Config:
     """The server's settings; ``Config(app, port=9000)`` mirrors ``asgisock app --port 9000``."""
 
     app: ASGIApp | str
     # -- where to listen
-    host: str = setting("127.0.0.1", "Bind the socket to this host.", group="Socket")
+    host: str = setting("127.0.0.1", "Bind the socket to this host.", uvicorn=True, group="Socket")
     port: int = setting(8000, "Bind the socket to this port (0: any free port).",
-                        minimum=0, maximum=65535, group="Socket")
+                        minimum=0, maximum=65535, uvicorn=True, group="Socket")
     uds: str | None = setting(None, "Bind to this UNIX domain socket instead of TCP.",
-                              path="any", group="Socket")
+                              path="any", uvicorn=True, group="Socket")
+    uds_perms: int = setting(0o666, "Mode of the --uds socket file, in octal: 666 (the default) lets "
+                             "everyone connect, 660 only its owner and group.", minimum=0, maximum=0o777,
+                             octal=True, requires="uds", group="Socket")
     fd: int | None = setting(None, "Serve on an already-bound socket with this file descriptor.",
-                             minimum=0, group="Socket")
+                             minimum=0, uvicorn=True, group="Socket")
     backlog: int = setting(2048, "Maximum number of connections waiting to be accepted.",
-                           minimum=1, group="Socket")
+                           minimum=1, uvicorn=True, group="Socket")
     # -- the application
     app_dir: str = setting(".", "Look for the app in this directory (added to sys.path).",
-                           path="any", group="Application")
+                           path="any", uvicorn=True, group="Application")
     factory: bool = setting(False, "Treat APP as a factory: call it with no arguments to get the app.",
-                            group="Application")
+                            uvicorn=True, group="Application")
+    interface: str = setting(
+        "auto", "How to call the app: 'asgi3' as app(scope, receive, send), 'asgi2' as app(scope)(receive, "
+        "send); 'auto' takes a class, or a callable that is not a coroutine function, for ASGI 2.",
+        choices=("auto", "asgi3", "asgi2"), metavar="[auto|asgi3|asgi2]", uvicorn=True, group="Application",
+        refused={"wsgi": "asgisock serves ASGI apps only; wrap a WSGI app in an ASGI adapter "
+                         "(a2wsgi's WSGIMiddleware)"})
     env_file: str | None = setting(None, "Load environment variables from this .env file.",
-                                   path="file", group="Application")
+                                   path="file", uvicorn=True, group="Application")
     lifespan: str = setting("auto", "Run the ASGI lifespan protocol: 'auto' runs it unless the app "
-                            "rejects it.", choices=("auto", "on", "off"), group="Application")
+                            "rejects it.", choices=("auto", "on", "off"), uvicorn=True, group="Application")
     root_path: str = setting("", "The ASGI root_path: the prefix under which the app is mounted.",
-                             group="Application")
+                             uvicorn=True, group="Application")
+    reset_contextvars: bool = setting(
+        False, "Run each request and WebSocket in a fresh, empty contextvars.Context rather than in a copy "
+        "of the server's, which holds what was set when the app was imported.", uvicorn=True,
+        group="Application")
     # -- event loop and protocols
-    loop: str = setting("auto", "Event loop: uvloop when installed ('auto'), or plain asyncio.",
-                        choices=("auto", "asyncio", "uvloop"))
-    ws: str = setting("auto", "WebSocket support: 'none' serves upgrade requests as plain HTTP.",
-                      choices=("auto", "none"))
+    loop: str = setting("auto", "Event loop: 'auto' is uvloop when installed, else asyncio; 'none' is what "
+                        "asyncio's event loop policy makes; or MODULE:ATTRIBUTE, a function that returns "
+                        "a new loop.", metavar="[auto|asyncio|uvloop|zuvloop|none|MODULE:ATTR]",
+                        parse=_loop_name, uvicorn=True)
+    ws: str = setting("auto", "WebSocket support: 'none' serves upgrade requests as plain HTTP; uvicorn's "
+                      "'websockets', 'websockets-sansio' and 'wsproto' mean 'auto'.",
+                      choices=("auto", "none", "websockets", "websockets-sansio", "wsproto"), uvicorn=True,
+                      mapped=dict.fromkeys(("websockets", "websockets-sansio", "wsproto"),
+                                           "asgisock serves WebSockets with its own implementation, "
+                                           "as with --ws auto"))
+    http: str = setting("auto", "HTTP/1.1 implementation: asgisock's own, on httptools (llhttp), whichever "
+                        "is named.", choices=("auto", "httptools", "h11"), metavar="[auto|httptools|h11]",
+                        uvicorn=True, group=COMPATIBILITY,
+                        mapped={"h11": "asgisock parses HTTP/1.1 with httptools (llhttp), as with --http auto"},
+                        refused={"zttp": "HTTP/2 is not supported yet; asgisock serves HTTP/1.1"})
+    http2: bool = setting(False, "HTTP/2, which is not supported yet: --http2 stops with an error.",
+                          uvicorn=True, group=COMPATIBILITY,
+                          refused={True: "HTTP/2 is not supported yet; asgisock serves HTTP/1.1"})
     # -- limits and timeouts
     timeout_keep_alive: float = setting(5.0, "Close idle keep-alive connections after this many seconds.",
-                                        minimum=0, group="Limits")
+                                        minimum=0, uvicorn=True, group="Limits")
     min_request_body_rate: float = setting(
         1024.0, "Slowest average rate, in bytes per second, at which a request body may arrive once "
         "--timeout-keep-alive seconds have passed; slower ones get 408 (0: no minimum).",
@@ -135,26 +202,30 @@ class Config:
     timeout_graceful_shutdown: float = setting(
         25.0, "On shutdown, wait at most this many seconds for in-flight requests and open "
         "WebSockets, then cut what is left (25: within Kubernetes' default 30 s grace period).",
-        minimum=0, group="Limits")
+        minimum=0, uvicorn=True, group="Limits")
     limit_concurrency: int | None = setting(
-        None, "Answer 503 once this many connections and tasks are in flight.", minimum=1, group="Limits")
+        None, "Answer 503 once this many connections and tasks are in flight.", minimum=1, uvicorn=True,
+        group="Limits")
     max_header_size: int = setting(65536, "Largest request head (request line and headers) in bytes; "
-                                   "larger ones get 431.", minimum=1024, group="Limits")
+                                   "larger ones get 431.", minimum=1024, group="Limits",
+                                   uvicorn="h11_max_incomplete_event_size")
     # -- processes
     workers: int | None = setting(
         None, "Run this many worker processes under a supervisor that binds once, replaces a worker "
         "that dies and restarts them one at a time on SIGHUP (default: one process without a "
-        "supervisor, or $WEB_CONCURRENCY).", minimum=1, env_alias="WEB_CONCURRENCY", group="Processes")
+        "supervisor, or $WEB_CONCURRENCY).", minimum=1, env_alias="WEB_CONCURRENCY", uvicorn=True,
+        group="Processes")
     timeout_worker_healthcheck: float = setting(
         5.0, "Replace a serving worker whose event loop has not answered the supervisor's heartbeat "
         "for this many seconds (a worker still starting up is never killed for being slow).",
-        minimum=0.1, requires="workers", group="Processes")
+        minimum=0.1, requires="workers", uvicorn=True, group="Processes")
     limit_max_requests: int | None = setting(
         None, "Replace a worker, without a gap, after about this many requests.",
-        minimum=1, requires="workers", group="Processes")
+        minimum=1, requires="workers", uvicorn=True, group="Processes")
     limit_max_requests_jitter: int = setting(
         0, "Add a random 0 to this many requests to --limit-max-requests for each worker, so that the "
-        "workers are not all replaced at once.", minimum=0, requires="limit_max_requests", group="Processes")
+        "workers are not all replaced at once.", minimum=0, requires="limit_max_requests", uvicorn=True,
+        group="Processes")
     limit_max_rss: int | None = setting(
         None, "Replace a worker, without a gap, once its resident memory is over this many MiB.",
         minimum=1, requires="workers", group="Processes")
@@ -164,33 +235,35 @@ class Config:
     # -- reload
     reload: bool = setting(
         False, "Restart the workers when a source file changes (with the 'reload' extra: "
-        "pip install 'asgisock[reload]'); combines with --workers.", group="Reload")
+        "pip install 'asgisock[reload]'); combines with --workers.", uvicorn=True, group="Reload")
     reload_dirs: list[str] = setting(
         [], "Watch this directory for changes (repeatable; default: the current directory).",
-        flag_name="reload_dir", metavar="DIR", requires="reload", group="Reload")
+        flag_name="reload_dir", metavar="DIR", path="any", requires="reload", uvicorn=True, group="Reload")
     reload_includes: list[str] = setting(
         [], "Also restart on changes to files matching this glob (repeatable; '*.py' always, unless "
         "given to --reload-exclude).", flag_name="reload_include", metavar="GLOB", requires="reload",
-        group="Reload")
+        uvicorn=True, group="Reload")
     reload_excludes: list[str] = setting(
         [], "Ignore changes to files matching this glob (repeatable; besides '.*', '*.py[cod]', "
         "'*.sw?', '*~' and '__pycache__').", flag_name="reload_exclude", metavar="GLOB", requires="reload",
-        group="Reload")
+        uvicorn=True, group="Reload")
     reload_delay: float = setting(
         0.25, "Seconds to wait after a change for more changes before restarting.",
-        minimum=0, requires="reload", group="Reload")
+        minimum=0, requires="reload", uvicorn=True, group="Reload")
     # -- WebSocket
     ws_max_size: int = setting(16 * 2**20, "Largest incoming WebSocket message in bytes (after "
                                "decompression); larger ones close the connection with 1009.",
-                               minimum=1, group="WebSocket")
+                               minimum=1, uvicorn=True, group="WebSocket")
     ws_max_queue: int = setting(32, "Incoming WebSocket messages buffered while the app does not "
-                                "receive(); then reading pauses.", minimum=1, group="WebSocket")
+                                "receive(); then reading pauses.", minimum=1, uvicorn=True,
+                                group="WebSocket")
     ws_ping_interval: float | None = setting(20.0, "Send a WebSocket ping this often, in seconds.",
-                                             minimum=0.001, group="WebSocket")
+                                             minimum=0.001, uvicorn=True, group="WebSocket")
     ws_ping_timeout: float | None = setting(20.0, "Drop the connection when a ping gets no pong "
-                                            "within this many seconds.", minimum=0.001, group="WebSocket")
+                                            "within this many seconds.", minimum=0.001, uvicorn=True,
+                                            group="WebSocket")
     ws_per_message_deflate: bool = setting(True, "Offer permessage-deflate compression (RFC 7692).",
-                                           group="WebSocket")
+                                           uvicorn=True, group="WebSocket")
     ws_deflate_window_bits: int = setting(
         12, f"The server's own LZ77 window ({MIN_WINDOW_BITS}-{MAX_WINDOW_BITS}) for permessage-deflate; "
         f"12 keeps a compressing connection near 44 KiB, {MAX_WINDOW_BITS} near 126 KiB.",
@@ -202,42 +275,61 @@ class Config:
                                         minimum=0, group="WebSocket")
     # -- TLS
     ssl_certfile: str | None = setting(None, "Serve HTTPS and WSS with this PEM certificate (chain) file; "
-                                       "it is reloaded when it changes.", path="file", group="TLS")
+                                       "it is reloaded when it changes.", path="file", uvicorn=True,
+                                       group="TLS")
     ssl_keyfile: str | None = setting(None, "The private key of --ssl-certfile (PEM), when not in the same "
-                                      "file.", path="file", requires="ssl_certfile", group="TLS")
-    ssl_keyfile_password: str | None = setting(None, "Password of an encrypted --ssl-keyfile.", requires="ssl_keyfile", group="TLS")
+                                      "file.", path="file", requires="ssl_certfile", uvicorn=True,
+                                      group="TLS")
+    ssl_keyfile_password: str | None = setting(None, "Password of the encrypted private key (in --ssl-keyfile, "
+                                               "or in --ssl-certfile without it).", requires="ssl_certfile",
+                                               uvicorn=True, group="TLS")
+    ssl_version: int = setting(
+        17, "A Python ssl.PROTOCOL_* number, as uvicorn takes it: 17 (TLS_SERVER), 2 (TLS) and 5 (TLSv1_2) "
+        "all serve TLS 1.2 and 1.3; 3 and 4 (TLS 1.0, 1.1) are refused.", minimum=2, maximum=17,
+        parse=_ssl_protocol, requires="ssl_certfile", uvicorn=True, group="TLS",
+        mapped={5: "TLS 1.2 is the minimum, and TLS 1.3 is served too"},
+        refused={3: _OLD_TLS, 4: _OLD_TLS, 16: "PROTOCOL_TLS_CLIENT is for clients; a server takes 17 "
+                                                 "(PROTOCOL_TLS_SERVER)"})
     ssl_ca_certs: str | None = setting(None, "CA certificates (PEM) that client certificates must chain to.",
-                                       path="file", requires="ssl_certfile", group="TLS")
+                                       path="file", requires="ssl_certfile", uvicorn=True, group="TLS")
     ssl_cert_reqs: int = setting(0, "Client certificates: 0 not asked for, 1 optional, 2 required "
-                                 "(both verified against --ssl-ca-certs).", minimum=0, maximum=2, requires="ssl_ca_certs", group="TLS")
+                                 "(both verified against --ssl-ca-certs).", minimum=0, maximum=2, requires="ssl_ca_certs",
+                                 uvicorn=True, group="TLS")
     ssl_ciphers: str | None = setting(None, "OpenSSL cipher list for TLS 1.2 (default: Python's secure "
-                                      "defaults; TLS 1.3 suites are not affected).", requires="ssl_certfile", group="TLS")
+                                      "defaults; TLS 1.3 suites are not affected).", requires="ssl_certfile",
+                                      uvicorn=True, group="TLS")
     # -- behind a proxy
     proxy_headers: bool = setting(True, "Take the client's address and scheme from X-Forwarded-For, "
                                   "X-Forwarded-Proto, X-Forwarded-Port and RFC 7239 Forwarded, when the "
-                                  "peer is in --forwarded-allow-ips.", group="Proxy")
+                                  "peer is in --forwarded-allow-ips.", uvicorn=True, group="Proxy")
     forwarded_allow_ips: str | None = setting(
         None, "Comma-separated IP addresses and networks of trusted proxies, '*' for all, 'unix:' for "
-        "UNIX-socket peers (default 127.0.0.1, or $FORWARDED_ALLOW_IPS).",
-        env_alias="FORWARDED_ALLOW_IPS", parse=_trusted_proxies, group="Proxy")
+        f"UNIX-socket peers (default {DEFAULT_FORWARDED_ALLOW_IPS}, or $FORWARDED_ALLOW_IPS).",
+        env_alias="FORWARDED_ALLOW_IPS", parse=_trusted_proxies, uvicorn=True, group="Proxy")
     forwarded_host: bool = setting(False, "Also take the Host the app sees from X-Forwarded-Host or "
                                    "Forwarded host= (trusted peers only).", group="Proxy")
     proxy_protocol: bool = setting(False, "Expect a PROXY protocol v1 or v2 header (HAProxy, AWS NLB) on "
                                    "every connection, from peers in --forwarded-allow-ips only; others "
                                    "are closed.", group="Proxy")
     # -- response headers
-    server_header: bool = setting(True, "Add a 'Server: asgisock' header to responses.", group="Headers")
-    date_header: bool = setting(True, "Add a 'Date' header to responses.", group="Headers")
+    server_header: bool = setting(True, "Add a 'Server: asgisock' header to responses.", uvicorn=True,
+                                  group="Headers")
+    date_header: bool = setting(True, "Add a 'Date' header to responses.", uvicorn=True, group="Headers")
     headers: list[str] = setting([], "Add a default response header (repeatable; in the environment "
                                  "variable, one header per line).",
-                                 metavar="NAME:VALUE", flag_name="header", parse=_header_pairs, group="Headers")
+                                 metavar="NAME:VALUE", flag_name="header", parse=_header_pairs, uvicorn=True,
+                                 group="Headers")
     # -- logging
-    log_level: str = setting("info", "Log level of the asgisock.error logger.", choices=LOG_LEVELS,
+    log_level: str = setting("info", "Log level of the asgisock.error logger; 'warning' and above also "
+                             "silence the access lines (logged at 'info').", choices=LOG_LEVELS, uvicorn=True,
                              group="Logging")
     log_config: str | None = setting(None, "Logging configuration file: .json, .yaml (with PyYAML) "
-                                     "or .ini.", path="file", group="Logging")
+                                     "or .ini.", path="file", uvicorn=True, group="Logging")
     access_log: bool = setting(True, "Log one line per request on the asgisock.access logger.",
-                               group="Logging")
+                               uvicorn=True, group="Logging")
+    use_colors: bool | None = setting(None, "Colour the level names of the log lines (default: when "
+                                      "stderr is a terminal; not with --log-config).", uvicorn=True,
+                                      group="Logging")
     access_log_format: str = setting(DEFAULT_ACCESS_LOG_FORMAT, "Access log line, with gunicorn-style "
                                      "atoms such as %(h)s %(r)s %(s)s %(L)s; 'json' for one JSON object "
                                      "per request.", group="Logging")
@@ -261,6 +353,10 @@ class Config:
             if (needed is not None and getattr(self, item.name) != item.default
                     and getattr(self, needed) == SETTINGS[needed].default):
                 raise ConfigError(item.flag, f"needs {SETTINGS[needed].flag}")
+
+    def compatibility_notes(self) -> list[str]:
+        """A line for each value accepted for uvicorn's sake and served another way (``--ws wsproto``)."""
+        return [note for item in SETTINGS.values() if (note := item.note(getattr(self, item.name)))]
 
     @property
     def bind_description(self) -> str:
@@ -304,6 +400,10 @@ class Setting:
         return self.declared.maximum
 
     @property
+    def octal(self) -> bool:
+        return self.declared.octal
+
+    @property
     def flag(self) -> str:
         return "--" + (self.declared.flag_name or self.name).replace("_", "-")
 
@@ -313,8 +413,43 @@ class Setting:
         return ENV_PREFIX + self.flag[2:].replace("-", "_").upper()
 
     @property
+    def uvicorn_name(self) -> str | None:
+        """uvicorn's name for the setting (its ``run()`` keyword), when uvicorn has it."""
+        named = self.declared.uvicorn
+        return (self.name if named is True else named) or None
+
+    @property
+    def aliases(self) -> list[str]:
+        """Other names of the option: uvicorn's, where it differs (``--h11-max-incomplete-event-size``)."""
+        name = self.uvicorn_name
+        return [] if name is None or name == self.name else ["--" + name.replace("_", "-")]
+
+    @property
+    def env_vars(self) -> list[str]:
+        """The environment variables read, first set first: ``ASGISOCK_*``, uvicorn's, the alias."""
+        names = [self.env_var]
+        if self.uvicorn_name is not None:
+            names.append(UVICORN_PREFIX + self.uvicorn_name.upper())
+        if self.declared.env_alias:
+            names.append(self.declared.env_alias)
+        return names
+
+    def environ(self) -> tuple[str, str] | None:
+        """The first of :attr:`env_vars` set (an empty one counts as unset), and its value."""
+        for name in self.env_vars:
+            if value := os.environ.get(name):
+                return name, value
+        return None
+
+    @property
     def default(self) -> Any:
         return default_of(self.source)
+
+    @property
+    def default_text(self) -> str:
+        """The default as the help and the docs show it (a mode in octal)."""
+        default = self.default
+        return oct(default) if self.octal else repr(default)
 
     def check(self, value: Any) -> None:
         """Raise :class:`ConfigError`, naming the option, unless ``value`` is valid."""
@@ -322,6 +457,9 @@ class Setting:
             if not self.optional:
                 raise ConfigError(self.flag, "a value is required")
             return
+        reason = _looked_up(self.declared.refused, value)
+        if reason is not None:
+            raise ConfigError(self.flag, f"{_shown(value)}: {reason}")
         KINDS[self.kind].check(self, value)
         if self.declared.parse is not None:
             try:
@@ -329,19 +467,30 @@ class Setting:
             except ValueError as exc:
                 raise ConfigError(self.flag, str(exc)) from None
 
+    @property
+    def spellings(self) -> tuple[str, ...]:
+        """What the command line takes for a choice: the choices, and the values it refuses (for
+        the reason to be given rather than the list of choices)."""
+        return self.choices + tuple(key for key in self.declared.refused if isinstance(key, str))
+
+    def note(self, value: Any) -> str | None:
+        """The start-up line for a value accepted for uvicorn's sake and served another way."""
+        line = _looked_up(self.declared.mapped, value)
+        return None if line is None else f"{self.flag} {_shown(value)}: {line}"
+
     def option(self) -> click.Option:
-        """The command-line option, which also reads the environment variable."""
-        envvar = [self.env_var, self.declared.env_alias] if self.declared.env_alias else self.env_var
-        common: dict[str, Any] = {"help": self.help, "envvar": envvar, "show_default": True}
-        names = [self.flag, self.name]
+        """The command-line option, which also reads the environment variables."""
+        # click would show a mode in decimal: its help says the default instead
+        common: dict[str, Any] = {"help": self.help, "show_default": not self.octal, "setting": self}
+        names = [self.flag, *self.aliases, self.name]
         if self.kind == "bool":
             names[0] = f"{self.flag}/--no-{self.flag[2:]}"
-            return click.Option(names, default=self.default, **common)
+            return SettingOption(names, default=self.default, **common)
         param_type = KINDS[self.kind].param_type(self)
         if self.kind == "list":
-            return click.Option(names, type=param_type, multiple=True, metavar=self.declared.metavar, **common)
-        return click.Option(names, type=param_type, default=self.default, metavar=self.declared.metavar,
-                            **common)
+            return SettingOption(names, type=param_type, multiple=True, metavar=self.declared.metavar, **common)
+        return SettingOption(names, type=param_type, default=self.default, metavar=self.declared.metavar,
+                             **common)
 
     def from_environ(self, ctx: click.Context) -> Any:
         """The value of the environment variable, parsed as the command line parses it; or None."""
@@ -354,6 +503,38 @@ class Setting:
         except click.BadParameter as exc:
             raise ConfigError(self.env_var, exc.message) from None
         return list(value) if self.kind == "list" else value
+
+
+class SettingOption(click.Option):
+    """A setting's option: it reads :attr:`Setting.env_vars`, and splits a list from uvicorn's
+    variable as uvicorn (click) does, paths on ``os.pathsep`` (``UVICORN_RELOAD_DIRS=src:lib``)
+    and others on whitespace (``UVICORN_HEADERS="X-A:1 X-B:2"``); from asgisock's own by lines."""
+
+    def __init__(self, names: list[str], *, setting: Setting, **attributes: Any) -> None:
+        super().__init__(names, envvar=setting.env_vars, **attributes)
+        self.setting = setting
+
+    def value_from_envvar(self, ctx: click.Context) -> Any:
+        found = self.setting.environ()
+        if found is not None and self.setting.kind == "list" and found[0] != self.setting.env_var:
+            separator = os.pathsep if self.setting.declared.path else None
+            return tuple(item for item in found[1].split(separator) if item)
+        return super().value_from_envvar(ctx)
+
+
+def _looked_up(table: Mapping[Any, str], value: Any) -> str | None:
+    """``table[value]`` for a key of the very type of ``value`` (``True`` is not ``1``), or None."""
+    for key, text in table.items():
+        if type(key) is type(value) and key == value:
+            return text
+    return None
+
+
+def _shown(value: Any) -> str:
+    """A value as the command line spells it."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
 
 
 def default_of(item: dataclasses.Field[Any]) -> Any:
@@ -421,78 +602,6 @@ def _settings() -> dict[str, Setting]:
     return settings
 
 
-def _check_str(info: Setting, value: Any) -> None:
-    if not isinstance(value, str):
-        raise ConfigError(info.flag, f"expected a string, got {value!r}")
-
-
-def _check_number(info: Setting, value: Any) -> None:
-    wanted = int if info.kind == "int" else (int, float)
-    if isinstance(value, bool) or not isinstance(value, wanted) or not math.isfinite(value):
-        raise ConfigError(info.flag, f"expected {'an integer' if info.kind == 'int' else 'a number'}, "
-                                     f"got {value!r}")
-    if info.minimum is not None and value < info.minimum:
-        raise ConfigError(info.flag, f"{value!r} is smaller than {info.minimum:g}")
-    if info.maximum is not None and value > info.maximum:
-        raise ConfigError(info.flag, f"{value!r} is larger than {info.maximum:g}")
-
-
-def _check_bool(info: Setting, value: Any) -> None:
-    if not isinstance(value, bool):
-        raise ConfigError(info.flag, f"expected True or False, got {value!r}")
-
-
-def _check_choice(info: Setting, value: Any) -> None:
-    if value not in info.choices:
-        raise ConfigError(info.flag, f"{value!r} is not one of {', '.join(info.choices)}")
-
-
-def _check_path(info: Setting, value: Any) -> None:
-    if not isinstance(value, str | os.PathLike):
-        raise ConfigError(info.flag, f"expected a path, got {value!r}")
-
-
-def _check_file(info: Setting, value: Any) -> None:
-    _check_path(info, value)
-    if not os.path.isfile(value):
-        raise ConfigError(info.flag, f"file {os.fspath(value)!r} does not exist")
-
-
-def _check_list(info: Setting, value: Any) -> None:
-    if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
-        raise ConfigError(info.flag, f"expected a list of strings, got {value!r}")
-
-
-class _LineList(click.ParamType):  # type: ignore[type-arg]
-    """A repeatable option whose environment variable holds one value per line."""
-
-    name = "text"
-    envvar_list_splitter = "\n"
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
-        return value
-
-
-@dataclass(frozen=True)
-class Kind:
-    """How one kind of setting is checked as a Python value and parsed from text."""
-
-    check: Callable[[Setting, Any], None]
-    param_type: Callable[[Setting], click.ParamType[Any]]
-    """The click type that parses the command line and the environment (not used for bool)."""
-
-
-KINDS: Final[Mapping[KindName, Kind]] = {
-    "str": Kind(_check_str, lambda info: click.STRING),
-    "int": Kind(_check_number, lambda info: click.INT),
-    "float": Kind(_check_number, lambda info: click.FLOAT),
-    "bool": Kind(_check_bool, lambda info: click.BOOL),
-    "choice": Kind(_check_choice, lambda info: click.Choice(info.choices)),
-    "path": Kind(_check_path, lambda info: click.STRING),
-    "file": Kind(_check_file, lambda info: click.STRING),
-    "list": Kind(_check_list, lambda info: _LineList()),
-}
-
 SETTINGS: Final[Mapping[str, Setting]] = _settings()
 """Every user setting (each field of :class:`Config` but ``app``), by field name, in order."""
 
@@ -504,6 +613,7 @@ def settings_table() -> str:
         flag = info.flag
         if info.kind == "bool":
             flag = f"{flag} / --no-{flag[2:]}"
-        env = f"`{info.env_var}`" + (f", `{info.declared.env_alias}`" if info.declared.env_alias else "")
-        rows.append(f"| `{flag}` | {env} | `{info.default!r}` | {info.help} |")
+        flag += "".join(f", {alias}" for alias in info.aliases)
+        env = ", ".join(f"`{name}`" for name in info.env_vars)
+        rows.append(f"| `{flag}` | {env} | `{info.default_text}` | {info.help} |")
     return "\n".join(rows) + "\n"

@@ -31,13 +31,18 @@ def import_from_string(import_str: str) -> Any:
     return instance
 
 
+def import_from_path(import_str: str, app_dir: str | os.PathLike[str]) -> Any:
+    """:func:`import_from_string`, with ``app_dir`` first on ``sys.path`` (``--app-dir``)."""
+    directory = os.path.abspath(os.fspath(app_dir))
+    if directory not in sys.path:
+        sys.path.insert(0, directory)
+    return import_from_string(import_str)
+
+
 def load_app(app: Any, *, factory: bool, app_dir: str | os.PathLike[str]) -> Any:
     """Resolve the ``app`` setting into a callable, calling it first when it is a factory."""
     if isinstance(app, str):
-        directory = os.path.abspath(os.fspath(app_dir))
-        if directory not in sys.path:
-            sys.path.insert(0, directory)
-        app = import_from_string(app)
+        app = import_from_path(app, app_dir)
     if factory:
         if not callable(app):
             raise AppImportError("The app factory is not callable.")

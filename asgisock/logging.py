@@ -58,9 +58,9 @@ class DefaultHandler(logging.StreamHandler):  # type: ignore[type-arg]
     as the handler would have written them, several per write.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, use_colours: bool | None = None) -> None:
         super().__init__(sys.stderr)
-        self.default_formatter = LevelFormatter()
+        self.default_formatter = LevelFormatter(use_colours=use_colours)
         self.setFormatter(self.default_formatter)
 
     def write_lines(self, lines: list[str]) -> None:
@@ -78,12 +78,19 @@ class DefaultHandler(logging.StreamHandler):  # type: ignore[type-arg]
             self.release()
 
 
-def configure_logging(log_level: str, log_config: str | os.PathLike[str] | None, access_log: bool) -> None:
-    """Set up both loggers; a ``log_config`` file replaces the defaults entirely."""
+def configure_logging(log_level: str, log_config: str | os.PathLike[str] | None, access_log: bool, *,
+                      use_colours: bool | None = None) -> None:
+    """Set up both loggers; a ``log_config`` file replaces the defaults entirely.
+
+    The level applies to the access logger too, as in uvicorn: its lines are at INFO, so that
+    ``warning`` and above silence them. With a ``log_config`` the file's level for the access
+    logger stands, unless the level given is higher. ``use_colours`` (None: when stderr is a
+    terminal) is for the default handler only.
+    """
     if log_config:
         _load_log_config(log_config)
     else:
-        handler = DefaultHandler()
+        handler = DefaultHandler(use_colours=use_colours)
         for logger in (error_logger, access_logger):
             logger.handlers[:] = [handler]
             logger.propagate = False
@@ -93,8 +100,8 @@ def configure_logging(log_level: str, log_config: str | os.PathLike[str] | None,
         access_logger.handlers[:] = []
         access_logger.propagate = False
         access_logger.setLevel(logging.CRITICAL + 1)
-    elif not log_config:
-        access_logger.setLevel(logging.INFO)
+    elif not log_config or level > access_logger.getEffectiveLevel():
+        access_logger.setLevel(level)
 
 
 def _load_log_config(path: str | os.PathLike[str]) -> None:
@@ -366,7 +373,8 @@ class AccessLog:
     per request, and one write for all the responses of an iteration. Whenever anything else
     listens (``--log-config``, a handler or filter added by the app, ``propagate``), every line
     is a record through ``logging`` as usual. A line is written at the latest one loop iteration
-    after its response completed.
+    after its response completed. The server makes none when, as it starts, the logger's level
+    is above INFO (see :func:`access_log_enabled`), so that a quiet access log costs nothing per request.
     """
 
     def __init__(self, fmt: str, loop: asyncio.AbstractEventLoop) -> None:
@@ -400,6 +408,11 @@ class AccessLog:
         else:  # the configuration changed since these were gathered
             for line in lines:
                 access_logger.info(line)
+
+
+def access_log_enabled() -> bool:
+    """Whether access lines would be logged now (``--log-level warning`` turns them off)."""
+    return access_logger.isEnabledFor(logging.INFO)
 
 
 def _direct_handler() -> DefaultHandler | None:

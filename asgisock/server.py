@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import importlib
 import os
 import signal
 import socket
@@ -18,7 +19,7 @@ from asgisock.binding import bind_sockets, describe_listener
 from asgisock.config import Config, environ_settings
 from asgisock.envfile import load_env_file
 from asgisock.exceptions import EXIT_IMPORT_ERROR, EXIT_STARTUP_FAILED, AppImportError, ConfigError
-from asgisock.importer import is_asgi3, load_app
+from asgisock.importer import import_from_path, is_asgi3, load_app
 from asgisock.lifespan import Lifespan
 from asgisock.logging import configure_logging, error_logger
 from asgisock.supervisor import supervise
@@ -46,12 +47,15 @@ class Server:
     """
 
     def __init__(self, config: Config, *, on_started: Callable[[Server], None] | None = None,
-                 announce: bool = True) -> None:
+                 announce: bool = True, signals: bool = True) -> None:
         self.config = config
         self.on_started = on_started
         """Called once the sockets listen (tests use it to learn the port)."""
         self.announce = announce
         """Log where the server listens (a supervisor's worker leaves it to the supervisor)."""
+        self.signals = signals
+        """Handle SIGINT, SIGTERM and SIGHUP while serving; a host process with signals of its
+        own (the gunicorn worker) passes False and calls :meth:`stop` itself."""
         self.should_exit = False
         self.force_exit = False
         self.started = False
@@ -74,7 +78,7 @@ class Server:
         return [sock for server in self.servers for sock in server.sockets]
 
     def run(self, sockets: Sequence[socket.socket] | None = None) -> None:
-        with asyncio.Runner(loop_factory=loop_factory(self.config.loop)) as runner:
+        with asyncio.Runner(loop_factory=loop_factory(self.config.loop, self.config.app_dir)) as runner:
             runner.run(self.serve(sockets))
 
     async def serve(self, sockets: Sequence[socket.socket] | None = None) -> None:
@@ -83,7 +87,7 @@ class Server:
 
     async def _serve(self, sockets: Sequence[socket.socket] | None) -> None:
         config = self.config
-        app = _asgi3(load_app(config.app, factory=config.factory, app_dir=config.app_dir))
+        app = _asgi3(load_app(config.app, factory=config.factory, app_dir=config.app_dir), config.interface)
         loop = asyncio.get_running_loop()
         self.state = state = ServerState(config, app, loop)
         if config.ws != "none":
@@ -162,7 +166,7 @@ class Server:
                     raise ConfigError("--uds", f"{config.uds} exists and is not a socket")
                 os.unlink(config.uds)
             server = await loop.create_unix_server(factory, path=config.uds, backlog=config.backlog)
-            os.chmod(config.uds, 0o666)
+            os.chmod(config.uds, config.uds_perms)
             self._bound_uds = config.uds
             self.servers.append(server)
         else:
@@ -276,8 +280,8 @@ class Server:
 
     @contextlib.contextmanager
     def _capture_signals(self) -> Iterator[None]:
-        if threading.current_thread() is not threading.main_thread():
-            yield  # an embedding program in another thread handles its own signals
+        if not self.signals or threading.current_thread() is not threading.main_thread():
+            yield  # the embedding program handles its own signals
             return
         loop = asyncio.get_running_loop()
         signals = (signal.SIGINT, signal.SIGTERM)
@@ -332,9 +336,10 @@ def _is_socket(path: str) -> bool:
     return stat.S_ISSOCK(os.stat(path).st_mode)
 
 
-def _asgi3(app: Any) -> ASGIApp:
-    """Wrap an ASGI 2 (double-callable) app so the rest of the server speaks only ASGI 3."""
-    if is_asgi3(app):
+def _asgi3(app: Any, interface: str = "auto") -> ASGIApp:
+    """Wrap an ASGI 2 (double-callable) app so the rest of the server speaks only ASGI 3:
+    ``--interface asgi2`` or ``asgi3`` says which the app is, ``auto`` tells by its shape."""
+    if interface == "asgi3" or (interface == "auto" and is_asgi3(app)):
         return app  # type: ignore[no-any-return]
 
     async def asgi2_adapter(scope: Any, receive: Receive, send: Send) -> None:
@@ -344,17 +349,29 @@ def _asgi3(app: Any) -> ASGIApp:
     return asgi2_adapter
 
 
-def loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop]:
-    """``--loop``: uvloop when asked for or (``auto``) when installed, else asyncio's own."""
-    if name in ("auto", "uvloop"):
+def loop_factory(name: str, app_dir: str = ".") -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """``--loop``: uvloop when asked for or (``auto``) when installed, else asyncio's own; None
+    (``none``) leaves it to asyncio's event loop policy; ``module:attribute`` is a function that
+    makes a loop, imported as the app is (from ``app_dir``)."""
+    if name == "none":
+        return None
+    if name == "asyncio":
+        return asyncio.new_event_loop
+    if ":" in name:
         try:
-            import uvloop
-        except ImportError:
-            if name == "uvloop":
-                raise ConfigError("--loop", "uvloop is not installed") from None
-        else:
-            return uvloop.new_event_loop
-    return asyncio.new_event_loop
+            factory = import_from_path(name, app_dir)
+        except AppImportError as exc:
+            raise ConfigError("--loop", str(exc)) from None
+        if not callable(factory):
+            raise ConfigError("--loop", f"{name} is not callable")
+        return factory  # type: ignore[no-any-return]
+    try:
+        module = importlib.import_module("uvloop" if name == "auto" else name)  # uvloop or zuvloop
+    except ImportError:
+        if name != "auto":
+            raise ConfigError("--loop", f"{name} is not installed") from None
+        return asyncio.new_event_loop
+    return module.new_event_loop  # type: ignore[no-any-return]
 
 
 def run(app: ASGIApp | str, **settings: Any) -> None:
@@ -369,7 +386,9 @@ def run(app: ASGIApp | str, **settings: Any) -> None:
     string).
     """
     config = Config(app, **{**environ_settings(settings), **settings})
-    configure_logging(config.log_level, config.log_config, config.access_log)
+    configure_logging(config.log_level, config.log_config, config.access_log, use_colours=config.use_colors)
+    for note in config.compatibility_notes():
+        error_logger.info("%s", note)
     if config.env_file:
         load_env_file(config.env_file)  # before the workers start: they inherit the environment
     if config.workers is not None or config.reload:

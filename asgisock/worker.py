@@ -116,11 +116,11 @@ def main(argv: list[str]) -> None:
     link = Link(socket.socket(fileno=int(argv[0])))
     order = json.loads(link.wait_for("order", ORDER_TIMEOUT))
     config = Config(order["app"], **order["settings"])
-    configure_logging(config.log_level, config.log_config, config.access_log)
+    configure_logging(config.log_level, config.log_config, config.access_log, use_colours=config.use_colors)
     server = Server(config, announce=False)
     try:
         sockets = worker_sockets(config, order)
-        with asyncio.Runner(loop_factory=loop_factory(config.loop)) as runner:
+        with asyncio.Runner(loop_factory=loop_factory(config.loop, config.app_dir)) as runner:
             runner.run(Worker(server, link, order).serve(sockets))
     except AppImportError as exc:
         error_logger.error("Error loading ASGI app. %s", exc)

@@ -7,7 +7,8 @@ re-compressed when permessage-deflate is on). It knows only what the load genera
 it is a yardstick, not a server: each ASGI server's result is also reported as a fraction of
 this one's, which says how much of the remaining distance is the server's own overhead.
 
-Run: ``python bench/ceiling.py --port 8000``.
+Run: ``python bench/ceiling.py --port 8000``; with ``--ssl-certfile`` and ``--ssl-keyfile`` it
+serves the same over TLS, through uvloop's own TLS layer with the standard library's defaults.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import asyncio
 import base64
 import hashlib
 import signal
+import ssl
 import zlib
 from collections.abc import Callable
 from typing import Final
@@ -206,12 +208,12 @@ class CeilingProtocol(asyncio.Protocol):
             self.transport.write(frame)
 
 
-async def serve(host: str, port: int, backlog: int) -> None:
+async def serve(host: str, port: int, backlog: int, context: ssl.SSLContext | None) -> None:
     loop = asyncio.get_running_loop()
     stop = loop.create_future()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set_result, None)
-    server = await loop.create_server(CeilingProtocol, host, port, backlog=backlog)
+    server = await loop.create_server(CeilingProtocol, host, port, backlog=backlog, ssl=context)
     async with server:
         await stop
 
@@ -221,8 +223,14 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--backlog", type=int, default=2048)
+    parser.add_argument("--ssl-certfile", help="serve over TLS with this certificate (chain)")
+    parser.add_argument("--ssl-keyfile", help="the certificate's key")
     args = parser.parse_args()
-    uvloop.run(serve(args.host, args.port, args.backlog))
+    context = None
+    if args.ssl_certfile:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(args.ssl_certfile, args.ssl_keyfile)
+    uvloop.run(serve(args.host, args.port, args.backlog, context))
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ PEERS: Final = (
     "granian",
     "hypercorn",
     "matplotlib",  # for bench/report.py's chart
+    "trustme>=1.1",  # the TLS scenarios' throwaway CA and certificate, as in the TLS tests
 )
 # What must import in the venv for it to count as complete.
 REQUIRED_MODULES: Final = (
@@ -38,6 +39,7 @@ REQUIRED_MODULES: Final = (
     "granian",
     "hypercorn",
     "matplotlib",
+    "trustme",
 )
 
 
@@ -95,8 +97,9 @@ def versions(python: Path) -> dict[str, str]:
     probe = (
         "import importlib.metadata as m, json, platform\n"
         "names = ['asgisock', 'uvicorn', 'granian', 'hypercorn', 'uvloop', 'httptools',"
-        " 'websockets', 'h11', 'wsproto']\n"
-        "out = {'python': platform.python_version()}\n"
+        " 'websockets', 'h11', 'wsproto', 'trustme']\n"
+        "import ssl\n"
+        "out = {'python': platform.python_version(), 'openssl': ssl.OPENSSL_VERSION.split()[1]}\n"
         "for n in names:\n"
         "    try: out[n] = m.version(n)\n"
         "    except m.PackageNotFoundError: pass\n"

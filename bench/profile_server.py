@@ -5,6 +5,7 @@ Usage::
 
     python bench/profile_server.py ws-echo-small                 # asgisock, 10 s
     python bench/profile_server.py http-plaintext --server uvicorn --duration 5 --top 40
+    python bench/profile_server.py https-plaintext    # over TLS, with a certificate made for it
 
 Starts the server exactly as bench/run.py does (pinned to CPU 0, load on CPU 1), samples it
 with ``py-spy record`` (installed into the bench venv on first use) while the scenario's load
@@ -25,6 +26,7 @@ from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
+import certs
 import env
 from scenarios import SCENARIOS, Settings
 from servers import SERVERS, start
@@ -74,7 +76,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = Settings(duration=args.duration + 2, warmup=1.0, wrk=env.ensure_wrk(),
                             scratch=Path(scratch))
         stacks = args.output or Path(scratch) / "stacks.txt"
-        server = start(args.server, scenario.app, Path(scratch))
+        tls = certs.make(Path(scratch)) if scenario.tls else None
+        server = start(args.server, scenario.app, Path(scratch), tls=tls)
         try:
             load = threading.Thread(target=scenario.measure, args=(settings, server))
             load.start()

@@ -92,7 +92,7 @@ def ordered(servers: list[str]) -> list[str]:
 
 
 def throughput_rows(table: Table) -> list[str]:
-    latency = table.scenario.name.startswith("ws-echo")
+    latency = table.scenario.name.startswith(("ws-echo", "wss-echo"))
     head = f"| server | {table.scenario.unit} (median) | {TIMES} uvicorn | of ceiling |"
     head += " p50 / p99 round trip |" if latency else ""
     head += " server CPU | generator CPU | rounds |"
@@ -173,8 +173,18 @@ def scenario_section(table: Table) -> list[str]:
         runs = table.ok_runs(server)
         if any(r.get("deflate_offered") and not r.get("deflate_negotiated") for r in runs):
             notes.append(f"{server}: did not accept permessage-deflate, so this ran uncompressed")
+    if table.scenario.tls:
+        notes.append(negotiated_note(table))
     lines += [f"- {note}" for note in notes]
     return [*lines, ""] if notes else lines
+
+
+def negotiated_note(table: Table) -> str:
+    """Which TLS version and cipher suite each server chose (asked by Python's client)."""
+    chosen = {s: sorted({r["tls"] for r in table.ok_runs(s) if "tls" in r}) for s in table.servers}
+    if len({tuple(c) for c in chosen.values()}) == 1:
+        return f"TLS negotiated by every server: {', '.join(next(iter(chosen.values())))}"
+    return "TLS negotiated: " + "; ".join(f"{s} {', '.join(c) or DASH}" for s, c in chosen.items())
 
 
 def tables_for(data: dict[str, Any]) -> list[Table]:
@@ -285,7 +295,7 @@ def setup_section(data: dict[str, Any]) -> list[str]:
         f"WebSocket masking: {v.get('asgisock masking')}.",
         "- Versions: " + ", ".join(f"{k} {v[k]}" for k in (
             "python", "uvicorn", "granian", "hypercorn", "uvloop", "httptools", "websockets",
-            "wsproto", "wrk") if k in v) + ".",
+            "wsproto", "trustme", "openssl", "wrk") if k in v) + ".",
         f"- Command: `{' '.join(meta['argv'])}`",
         "",
         "Servers (`APP` is the scenario's app from `bench/apps.py`, `PORT` a free port):",
@@ -293,6 +303,11 @@ def setup_section(data: dict[str, Any]) -> list[str]:
     ]
     for name, argv in meta["commands"]["servers"].items():
         lines.append(f"- {name}: `{argv}`")
+    if any(t.scenario.tls for t in tables_for(data)) and "tls_options" in meta["commands"]:
+        lines += ["", "In the TLS scenarios each server also gets the run's certificate and key, "
+                  "made with trustme (`CERT`, `KEY`):", ""]
+        lines += [f"- {name}: `{options}`"
+                  for name, options in meta["commands"]["tls_options"].items()]
     lines += ["", f"Pinning: `{meta['commands']['pinning']}`.", ""]
     return lines
 

@@ -8,7 +8,8 @@ Usage::
     python bench/run.py --servers asgisock,uvicorn --scenarios http-plaintext,ws-echo-small
 
 Each server runs one worker pinned to CPU 0; the load generator (wrk, or bench/wsload.py) is
-pinned to CPU 1. Servers alternate within each round (A B C … A B C …) so that a slow patch of
+pinned to CPU 1. The TLS scenarios (https-plaintext, wss-echo-small) give every server the same
+certificate, made with trustme into the run's temporary directory at the start. Servers alternate within each round (A B C … A B C …) so that a slow patch of
 the machine hits every server alike, and each figure is the median over rounds. Results go
 to bench/results.json (bench/results-quick.json with --quick), then bench/report.py renders
 docs/benchmarks.md and docs/benchmarks.png from them (not for --quick unless --report).
@@ -30,10 +31,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import certs
 import env
 import report
 from scenarios import SCENARIOS, MeasureError, Scenario, Settings
-from servers import CEILING, SERVERS, ServerError, file_limit, server_argv, start
+from servers import CEILING, SERVERS, TLS_OPTIONS, ServerError, file_limit, server_argv, start
 
 QUICK = Settings(
     duration=2.0,
@@ -84,6 +86,8 @@ def commands(settings: Settings, servers: list[str]) -> dict[str, Any]:
 
     return {
         "servers": {name: show(server_argv(name, "APP", 99999)) for name in servers},
+        "tls_options": {name: f"{TLS_OPTIONS[name][0]} CERT {TLS_OPTIONS[name][1]} KEY"
+                        for name in servers},
         "pinning": f"prlimit --nofile={file_limit()}:{file_limit()} taskset -c 0 SERVER; "
         "taskset -c 1 GENERATOR",
         "settings": {k: v for k, v in vars(settings).items() if k not in ("wrk", "scratch")},
@@ -98,12 +102,14 @@ def measure_once(
     scenario: Scenario, server: str, settings: Settings, log_dir: Path
 ) -> dict[str, Any]:
     try:
-        running = start(server, scenario.app, log_dir)
+        running = start(server, scenario.app, log_dir, tls=settings.tls if scenario.tls else None)
     except ServerError as error:
         return {"error": str(error)}
     try:
         result = scenario.measure(settings, running)
         running.check_alive()
+        if running.negotiated:
+            result["tls"] = running.negotiated
         return result
     except (ServerError, MeasureError) as error:
         return {"error": str(error)}
@@ -210,6 +216,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="asgisock-bench-") as scratch:
         settings.scratch = Path(scratch)
         log(f"server logs in {scratch}")
+        if any(scenario.tls for scenario in scenarios):
+            settings.tls = certs.make(settings.scratch)
         for scenario in scenarios:
             runs += run_scenario(scenario, servers, rounds, settings, Path(scratch))
             save(output, meta, runs, started)

@@ -3,6 +3,10 @@
 Every measurement runs its load generator pinned to CPU 1 (the server is on CPU 0), and
 records the CPU use of both over the measured interval: a server near 100% and a generator
 well below it means the figure is the server's.
+
+A TLS scenario runs the same load, through the same function, against a server started with
+the run's certificate (``bench/certs.py``): the ``RunningServer`` says whether it speaks TLS, and
+the generators connect accordingly (wrk to an ``https://`` URL, wsload with ``--ca-file``).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from pathlib import Path
 from typing import IO, Any, Final
 
 import procstat
+from certs import TLSFiles
 from env import BENCH_DIR, VENV
 from servers import CLIENT_CPU, RunningServer, pinned
 
@@ -41,6 +46,7 @@ class Settings:
     growth_requests: tuple[int, int] = (10_000, 1_000_000)
     wrk: str = "wrk"
     scratch: Path = field(default_factory=lambda: Path("/tmp"))
+    tls: TLSFiles | None = None  # the run's certificate, for the TLS scenarios
 
 
 @dataclass(frozen=True)
@@ -52,6 +58,7 @@ class Scenario:
     measure: Callable[[Settings, RunningServer], Result]
     higher_is_better: bool = True
     memory: bool = False  # measured once per server, not over rounds
+    tls: bool = False  # served over TLS with the run's certificate
 
 
 # ------------------------------------------------------------------------------ wrk
@@ -72,7 +79,7 @@ def wrk_argv(
             "--timeout", "10s", "-s", str(script)]
     for header in headers:
         argv += ["-H", header]
-    argv.append(f"http://127.0.0.1:{server.port}{path}")
+    argv.append(server.url(path))
     if script_args:
         argv += ["--", *script_args]
     return pinned(CLIENT_CPU, argv)
@@ -160,8 +167,9 @@ def http_file(settings: Settings, server: RunningServer) -> Result:
 
 def wsload_argv(server: RunningServer, mode: str, *options: str) -> list[str]:
     python = str(VENV / "bin" / "python")
+    tls = ["--ca-file", str(server.tls.ca)] if server.tls else []
     return pinned(CLIENT_CPU, [python, str(BENCH_DIR / "wsload.py"), mode,
-                               "--port", str(server.port), *options])
+                               "--port", str(server.port), *tls, *options])
 
 
 def run_wsload(settings: Settings, server: RunningServer, mode: str, *options: str) -> Result:
@@ -294,6 +302,8 @@ def memory_growth(settings: Settings, server: RunningServer) -> Result:
 SCENARIOS: Final = (
     Scenario("http-plaintext", "HTTP plaintext, keep-alive", "plaintext", "requests/s",
              http_plaintext),
+    Scenario("https-plaintext", "HTTPS plaintext, keep-alive", "plaintext", "requests/s",
+             http_plaintext, tls=True),
     Scenario("http-pipelined", "HTTP pipelining, depth 16", "plaintext", "requests/s",
              http_pipelined),
     Scenario("http-close", "HTTP, new connection per request", "plaintext", "requests/s",
@@ -306,6 +316,8 @@ SCENARIOS: Final = (
              http_stream),
     Scenario("ws-echo-small", "WebSocket echo, 16-byte text", "echo", "messages/s",
              ws_echo_small),
+    Scenario("wss-echo-small", "WebSocket over TLS (wss) echo, 16-byte text", "echo",
+             "messages/s", ws_echo_small, tls=True),
     Scenario("ws-echo-64k", "WebSocket echo, 64 KiB binary", "echo", "messages/s",
              ws_echo_large),
     Scenario("ws-echo-deflate", "WebSocket echo, 16-byte text, permessage-deflate", "echo",

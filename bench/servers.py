@@ -3,7 +3,9 @@
 Every server gets the same treatment where it has the setting: the raw ASGI app from
 ``bench/apps.py``, uvloop, a 4096-connection backlog, a keep-alive timeout long enough for the
 idle-connection memory test, warnings-only logging. uvicorn runs with its fastest HTTP stack
-(httptools) and its default WebSocket backend (websockets-sansio), named explicitly.
+(httptools) and its default WebSocket backend (websockets-sansio), named explicitly. In the
+TLS scenarios every server is given the same certificate and key (``bench/certs.py``) and
+nothing else about TLS, so each runs with its own defaults for versions and ciphers.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
+from certs import TLSFiles
 from env import BENCH_DIR, VENV
 
 SERVER_CPU: Final = "0"
@@ -29,10 +32,28 @@ START_TIMEOUT: Final = 30.0
 STOP_TIMEOUT: Final = 10.0
 CEILING: Final = "ceiling"
 SERVERS: Final = ("asgisock", "uvicorn", "granian", "hypercorn", CEILING)
+HOST: Final = "127.0.0.1"
+# Each server's names for its certificate (chain) file and its key file.
+TLS_OPTIONS: Final = {
+    "asgisock": ("--ssl-certfile", "--ssl-keyfile"),
+    "uvicorn": ("--ssl-certfile", "--ssl-keyfile"),
+    "granian": ("--ssl-certificate", "--ssl-keyfile"),
+    "hypercorn": ("--certfile", "--keyfile"),
+    CEILING: ("--ssl-certfile", "--ssl-keyfile"),
+}
 
 
-def server_argv(name: str, app: str, port: int) -> list[str]:
-    """The command line of ``name`` serving ``apps:<app>`` on 127.0.0.1:``port``."""
+def server_argv(name: str, app: str, port: int, tls: TLSFiles | None = None) -> list[str]:
+    """The command line of ``name`` serving ``apps:<app>`` on 127.0.0.1:``port``, over TLS
+    with ``tls``'s certificate and key when given."""
+    argv = plain_argv(name, app, port)
+    if tls is None:
+        return argv
+    cert_option, key_option = TLS_OPTIONS[name]
+    return [*argv, cert_option, str(tls.cert), key_option, str(tls.key)]
+
+
+def plain_argv(name: str, app: str, port: int) -> list[str]:
     python = str(VENV / "bin" / "python")
     target = f"apps:{app}"
     if name == "asgisock":
@@ -86,14 +107,29 @@ def free_port() -> int:
         return port
 
 
-def responds(port: int) -> bool:
+def responds(port: int, tls: TLSFiles | None = None) -> bool:
     """True once a plain GET gets an HTTP response: the worker is up, not only the socket."""
     try:
-        with socket.create_connection(("127.0.0.1", port), timeout=2.0) as sock:
-            sock.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
-            return sock.recv(16).startswith(b"HTTP/1.1 ")
-    except OSError:
+        with socket.create_connection((HOST, port), timeout=2.0) as sock:
+            if tls is None:
+                return answers_get(sock)
+            with tls.client_context().wrap_socket(sock, server_hostname=HOST) as secure:
+                return answers_get(secure)
+    except OSError:  # ssl.SSLError included
         return False
+
+
+def answers_get(sock: socket.socket) -> bool:
+    sock.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+    return sock.recv(16).startswith(b"HTTP/1.1 ")
+
+
+def negotiated(port: int, tls: TLSFiles) -> str:
+    """The TLS version and cipher suite the server agrees to with Python's default client."""
+    with (socket.create_connection((HOST, port), timeout=2.0) as sock,
+          tls.client_context().wrap_socket(sock, server_hostname=HOST) as secure):
+        cipher = secure.cipher()
+        return f"{secure.version()} {cipher[0] if cipher else '?'}"
 
 
 class ServerError(Exception):
@@ -106,10 +142,15 @@ class RunningServer:
     port: int
     process: subprocess.Popen[bytes]
     log: Path
+    tls: TLSFiles | None = None
+    negotiated: str = ""  # TLS version and cipher suite, when over TLS
 
     @property
     def pid(self) -> int:
         return self.process.pid
+
+    def url(self, path: str = "/") -> str:
+        return f"{'https' if self.tls else 'http'}://{HOST}:{self.port}{path}"
 
     def check_alive(self) -> None:
         if self.process.poll() is not None:
@@ -132,8 +173,11 @@ class RunningServer:
         self.process.wait()
 
 
-def start(name: str, app: str, log_dir: Path, source: Path | None = None) -> RunningServer:
-    """Start ``name`` serving ``apps:<app>``; ``source`` puts another asgisock tree first."""
+def start(
+    name: str, app: str, log_dir: Path, source: Path | None = None, tls: TLSFiles | None = None
+) -> RunningServer:
+    """Start ``name`` serving ``apps:<app>``; ``source`` puts another asgisock tree first,
+    ``tls`` serves it over TLS with that certificate."""
     port = free_port()
     log = log_dir / f"{name}.log"
     path = [str(source)] if source is not None else []
@@ -144,18 +188,24 @@ def start(name: str, app: str, log_dir: Path, source: Path | None = None) -> Run
     }
     with log.open("ab") as log_file:
         process = subprocess.Popen(
-            pinned(SERVER_CPU, server_argv(name, app, port)),
+            pinned(SERVER_CPU, server_argv(name, app, port, tls)),
             cwd=BENCH_DIR,
             env=env,
             stdout=log_file,
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-    server = RunningServer(name, port, process, log)
+    server = RunningServer(name, port, process, log, tls)
     deadline = time.monotonic() + START_TIMEOUT
-    while not responds(port):
+    while not responds(port, tls):
         if process.poll() is not None or time.monotonic() > deadline:
             server.stop()
             raise ServerError(f"{name} did not start:\n{server.log_tail()}")
         time.sleep(0.05)
+    if tls is not None:
+        try:
+            server.negotiated = negotiated(port, tls)
+        except OSError as error:
+            server.stop()
+            raise ServerError(f"{name}: TLS handshake failed: {error}") from error
     return server

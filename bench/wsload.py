@@ -9,6 +9,20 @@ objects, no client library. ``run.py`` pins it to its own core and records its C
 the server's: a generator at well under 100% of its core while the server's core is full is
 not the bottleneck.
 
+With ``--ca-file`` every connection is TLS (``wss://``, or ``https://`` for idle HTTP) through
+uvloop's TLS layer, verifying the server's certificate against that CA. Each message then also
+costs the client one decryption and one encryption in OpenSSL, and the received payload is
+decrypted into a new ``bytes`` before it is skipped over. uvloop decrypts with
+``SSLObject.read(256 KiB)``, which allocates 256 KiB and shrinks the block to what was read. That
+size is above glibc's initial mmap threshold (128 KiB), which glibc raises only when such a
+block is freed whole, which happens when a read finds no application data. Until then every
+read costs an ``mmap``, an ``mremap`` and a ``munmap``; whether the threshold is ever raised
+depends on how the server's records happen to arrive, so it differed from server to server
+(measured: one of each per read against asgisock and the ceiling, none against uvicorn),
+making the generator up to three times dearer per message for some servers than for others.
+With ``--ca-file`` wsload therefore fixes glibc's mmap and trim thresholds above that size
+first (``steady_malloc``), so every server is measured by the same client.
+
 Modes (each prints one JSON object as its last line of output):
 
 ``echo``       N connections, one message in flight on each: messages/s and round-trip times.
@@ -22,8 +36,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ctypes
 import json
 import resource
+import ssl
 import sys
 import time
 import zlib
@@ -40,6 +56,10 @@ TEXT, BINARY, CLOSE, PING, PONG = 0x1, 0x2, 0x8, 0x9, 0xA
 HELLO: Final = b"Hello, world!"
 OPEN_CONCURRENCY: Final = 100
 OPEN_TIMEOUT: Final = 60.0
+# glibc's mallopt() parameters (malloc.h), and values above uvloop's 256 KiB TLS read size.
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+MMAP_THRESHOLD: Final = 1 << 20
+TRIM_THRESHOLD: Final = 4 << 20
 
 
 def mask(payload: bytes, key: bytes = MASK_KEY) -> bytes:
@@ -286,7 +306,8 @@ async def open_connections(
 
     async def one() -> Any:
         async with gate:
-            _, protocol = await loop.create_connection(factory, args.host, args.port)
+            _, protocol = await loop.create_connection(factory, args.host, args.port,
+                                                       ssl=args.ssl_context)
             await asyncio.wait_for(protocol.ready, OPEN_TIMEOUT)
             return protocol
 
@@ -477,6 +498,19 @@ def raise_file_limit() -> int:
     return hard
 
 
+def steady_malloc() -> bool:
+    """Serve the 256 KiB TLS read buffers from the heap, never from mmap (see the module
+    docstring); whether glibc took the settings."""
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):  # not glibc
+        return False
+    # Fixed thresholds also stop glibc's own adjustments, and the trim threshold keeps the
+    # heap from being shrunk (brk) after each read and grown again for the next.
+    return bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)
+                and mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD))
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else "")
     parser.add_argument("mode", choices=["echo", "broadcast", "idle"])
@@ -493,7 +527,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--http", action="store_true", help="idle: HTTP keep-alive connections")
     parser.add_argument("--warm-connections", type=int, default=100)
     parser.add_argument("--server-pid", type=int, help="also report this process tree's CPU")
-    return parser.parse_args(argv)
+    parser.add_argument("--ca-file", help="connect over TLS, trusting the CA in this PEM file")
+    args = parser.parse_args(argv)
+    args.ssl_context = ssl.create_default_context(cafile=args.ca_file) if args.ca_file else None
+    return args
 
 
 async def main(args: argparse.Namespace) -> dict[str, Any]:
@@ -509,5 +546,7 @@ if __name__ == "__main__":
     limit = raise_file_limit()
     if arguments.connections + 64 > limit:
         sys.exit(f"wsload: {arguments.connections} connections need more than {limit} files")
+    if arguments.ssl_context is not None and not steady_malloc():
+        print("wsload: mallopt() unavailable: TLS reads may each cost an mmap", file=sys.stderr)
     result = uvloop.run(main(arguments))
     report("result", **result)

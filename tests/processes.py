@@ -41,13 +41,14 @@ class Output:
         with self._changed:
             return "\n".join(self.lines)
 
-    def wait_for(self, text: str | tuple[str, ...], seconds: float = 10) -> str:
-        """The first line that contains ``text`` (or one of them), waiting for the child to write it."""
+    def wait_for(self, text: str | tuple[str, ...], seconds: float = 10, *, since: int = 0) -> str:
+        """The first line that contains ``text`` (or one of them), waiting for the child to write it;
+        only lines from the ``since``-th on count (the length of ``lines`` at some earlier time)."""
         texts = (text,) if isinstance(text, str) else text
         deadline = time.monotonic() + timeout(seconds)
         with self._changed:
             while True:
-                for line in self.lines:
+                for line in self.lines[since:]:
                     if any(t in line for t in texts):
                         return line
                 remaining = deadline - time.monotonic()
@@ -74,12 +75,12 @@ class Output:
 
 
 class Cli:
-    """One ``python -m asgisock`` process."""
+    """One ``python -m asgisock`` process (or ``program``, such as the ``asgisock`` script)."""
 
     def __init__(self, args: list[str], *, cwd: Path, env: dict[str, str] | None = None,
-                 pass_fds: tuple[int, ...] = ()) -> None:
+                 pass_fds: tuple[int, ...] = (), program: tuple[str, ...] = ()) -> None:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "asgisock", *args],
+            [*(program or (sys.executable, "-m", "asgisock")), *args],
             cwd=cwd, env=child_env(env), pass_fds=pass_fds,
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )
@@ -132,17 +133,20 @@ def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
 
 
 class Launcher:
-    """Starts ``asgisock`` processes in the app directory and kills what is left at teardown."""
+    """Starts ``asgisock`` processes (or ``program``'s) in the app directory and kills what is
+    left at teardown."""
 
-    def __init__(self, cwd: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(self, cwd: Path, env: dict[str, str] | None = None, *, program: tuple[str, ...] = ()) -> None:
         self.cwd = cwd
         self.env = env or {}
         """Variables every process started gets, besides those of each call."""
+        self.program = program
         self.started: list[Cli] = []
 
     def __call__(self, *args: str, env: dict[str, str] | None = None,
                  pass_fds: tuple[int, ...] = ()) -> Cli:
-        cli = Cli(list(args), cwd=self.cwd, env={**self.env, **(env or {})}, pass_fds=pass_fds)
+        cli = Cli(list(args), cwd=self.cwd, env={**self.env, **(env or {})}, pass_fds=pass_fds,
+                  program=self.program)
         self.started.append(cli)
         return cli
 

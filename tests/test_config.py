@@ -225,7 +225,9 @@ def test_table_lists_every_setting_once() -> None:
     assert len(rows) == len(SETTINGS)
     for row, (name, item) in zip(rows, SETTINGS.items(), strict=True):
         assert f"`{env_var(name)}`" in row
-        assert f"`{default_of(item.source)!r}`" in row
+        assert all(f"`{variable}`" in row for variable in item.env_vars)
+        assert f"`{item.default_text}`" in row
+        assert item.default_text == (oct(default_of(item.source)) if item.octal else repr(default_of(item.source)))
 
 
 def test_config_keywords_are_the_settings() -> None:
@@ -256,15 +258,16 @@ def test_cli_options_are_the_settings() -> None:
     assert list(options) == list(SETTINGS)
     for name, option in options.items():
         info = info_of(name)
-        assert info.flag in option.opts
+        assert option.opts == [info.flag, *info.aliases]
         alias = info.declared.env_alias
-        assert option.envvar == ([env_var(name), alias] if alias else env_var(name))
+        uvicorn = [f"UVICORN_{info.uvicorn_name.upper()}"] if info.uvicorn_name else []
+        assert option.envvar == [env_var(name), *uvicorn, *([alias] if alias else [])] == info.env_vars
         assert option.help == info.help
         if info.kind == "bool":
             assert option.secondary_opts == [f"--no-{info.flag[2:]}"]
         if info.kind == "choice":
             assert isinstance(option.type, click.Choice)
-            assert tuple(option.type.choices) == info.choices
+            assert tuple(option.type.choices) == info.choices + tuple(info.declared.refused)
         if info.kind == "list":
             assert option.multiple
         elif info.kind != "bool":

@@ -41,7 +41,9 @@ ALLOWED: Final[dict[str, frozenset[str]]] = {
     "exceptions": frozenset(),
     "logging": frozenset(),
     # Settings take their limits and syntax rules from the cores, so each is defined once.
-    "config": frozenset({"exceptions", "types", "http11", "ws", "proxy"}),
+    "config": frozenset({"exceptions", "types", "http11", "ws", "proxy", "kinds"}),
+    # How each kind of setting is checked and parsed, apart from the settings themselves.
+    "kinds": frozenset({"exceptions"}),
     # Startup: these assemble the layers into a server.
     "extensions": frozenset({"ws"}),
     "envfile": frozenset({"exceptions"}),
@@ -59,6 +61,9 @@ ALLOWED: Final[dict[str, frozenset[str]]] = {
     # --reload's file watcher, a thread of the supervisor's.
     "reload": SHARED,
     "worker": SHARED | {"server", "binding", "link"},
+    # The gunicorn worker class: the ordinary server in a process of gunicorn's arbiter, which
+    # binds the sockets and decides the workers' lives instead of the supervisor.
+    "workers": SHARED | {"server", "binding"},
     "cli": frozenset({"asgisock", "config", "configfile", "exceptions", "server", "ws"}),
     "__main__": frozenset({"cli"}),
     "asgisock": frozenset({"extensions", "config", "exceptions", "server"}),

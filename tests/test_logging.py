@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 import logging
 import os
 import re
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,6 +24,7 @@ from asgisock.logging import (
     AccessLog,
     DefaultHandler,
     LevelFormatter,
+    access_log_enabled,
     access_logger,
     configure_logging,
     error_logger,
@@ -226,8 +230,6 @@ json_scopes = st.fixed_dictionaries({
 @given(json_scopes, st.integers(100, 599), st.integers(0, 2**40), st.floats(0, 1e4))
 def test_the_json_line_is_json_with_every_field(scope: dict[str, Any], status: int, size: int,
                                                 duration: float) -> None:
-    import json
-
     line = AccessFormat("json").render(scope, status, [], size, duration)
     assert "\n" not in line
     entry = json.loads(line)
@@ -242,3 +244,53 @@ def test_the_json_line_is_json_with_every_field(scope: dict[str, Any], status: i
         "request_id": headers[b"x-request-id"].decode("latin-1") if b"x-request-id" in headers else None,
     }
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", entry["time"])
+# -- the level of the access lines, and colours ------------------------------------------------
+
+
+@pytest.fixture
+def saved_loggers() -> Iterator[None]:
+    """Put both loggers back as they were after a test that configures them."""
+    saved = [(logger, logger.handlers[:], logger.level, logger.propagate) for logger in (access_logger, error_logger)]
+    yield
+    for logger, handlers, level, propagate in saved:
+        logger.handlers[:] = handlers
+        logger.setLevel(level)
+        logger.propagate = propagate
+
+
+@pytest.mark.usefixtures("saved_loggers")
+@pytest.mark.parametrize(("level", "lines"), [("critical", False), ("error", False), ("warning", False),
+                                              ("info", True), ("debug", True), ("trace", True)])
+def test_the_log_level_applies_to_the_access_lines(level: str, lines: bool) -> None:
+    """As in uvicorn: the access lines are at INFO, so that --log-level warning silences them."""
+    configure_logging(level, None, True)
+    assert access_log_enabled() is lines
+    assert access_logger.level == error_logger.level
+
+
+@pytest.mark.usefixtures("saved_loggers")
+@pytest.mark.parametrize(("file_level", "level", "lines"), [
+    ("INFO", "info", True), ("INFO", "debug", True), ("INFO", "warning", False),
+    ("WARNING", "info", False), ("WARNING", "debug", False),  # the file's choice stands below it
+])
+def test_with_a_log_config_the_level_only_raises_the_access_level(tmp_path: Path, file_level: str, level: str,
+                                                                  lines: bool) -> None:
+    config = tmp_path / "logging.json"
+    config.write_text(json.dumps({"version": 1, "disable_existing_loggers": False,
+                                  "loggers": {"asgisock.access": {"level": file_level}}}))
+    configure_logging(level, config, True)
+    assert access_log_enabled() is lines
+
+
+@pytest.mark.usefixtures("saved_loggers")
+@pytest.mark.parametrize("colours", [None, False, True])
+def test_use_colours_reaches_the_default_handler(colours: bool | None) -> None:
+    configure_logging("info", None, True, use_colours=colours)
+    handler = access_logger.handlers[0]
+    assert isinstance(handler, DefaultHandler)
+    expected = sys.stderr.isatty() if colours is None else colours
+    assert handler.default_formatter.use_colours is expected
+    stream = io.StringIO()
+    handler.setStream(stream)
+    handler.write_lines(["GET / 200"])
+    assert stream.getvalue() == ("\x1b[32mINFO:    \x1b[0m GET / 200\n" if expected else "INFO:     GET / 200\n")

@@ -12,6 +12,7 @@ waits while the write buffer is above its high-water mark. Bodies read from file
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from collections import deque
 from typing import TYPE_CHECKING, Final, cast
 
@@ -52,6 +53,7 @@ class HTTPProtocol(WriteFlow, FileBodies, asyncio.Protocol):
         self.min_body_rate = config.min_request_body_rate or None
         self.limit_concurrency = config.limit_concurrency
         self.root_path = config.root_path
+        self.reset_contextvars = config.reset_contextvars
         self.write_paused = False
         self.read_paused = False
         self.closed = False
@@ -195,11 +197,14 @@ class HTTPProtocol(WriteFlow, FileBodies, asyncio.Protocol):
             self._reject(RequestError(503, "Service Unavailable"))
             return
         loop = self.loop
+        # --reset-contextvars: an empty context, rather than a copy of this callback's own, which
+        # holds what was set before the server listened (at the app's import, say)
+        context = contextvars.Context() if self.reset_contextvars else None
         if loop.get_task_factory() is None:
             # What loop.create_task() does, less a unique "Task-<n>" name formatted for each request.
-            task = asyncio.Task(cycle.run(self.app), loop=loop, name=_TASK_NAME)
+            task = asyncio.Task(cycle.run(self.app), loop=loop, name=_TASK_NAME, context=context)
         else:
-            task = loop.create_task(cycle.run(self.app))
+            task = loop.create_task(cycle.run(self.app), context=context)
         cycle.task = task
         self.tasks.add(task)
 

@@ -10,7 +10,7 @@ from typing import Any, NamedTuple
 from asgisock.config import Config
 from asgisock.http11.events import Request
 from asgisock.http11.writer import DefaultHeaders
-from asgisock.logging import AccessLog
+from asgisock.logging import AccessLog, access_log_enabled
 from asgisock.types import ASGIApp
 
 
@@ -51,8 +51,10 @@ class ServerState:
             server=config.server_header, clock=time.time if config.date_header else None,
             extra=config.header_pairs,
         )
-        self.access_log = AccessLog(config.access_log_format, loop) if config.access_log else None
-        """Writes the access lines; None with ``--no-access-log``."""
+        self.access_log = (AccessLog(config.access_log_format, loop)
+                           if config.access_log and access_log_enabled() else None)
+        """Writes the access lines; None with ``--no-access-log``, or when the access logger's
+        level is above INFO as the server starts (``--log-level warning``)."""
         self.trusted = config.trusted_proxies if config.proxy_headers else None
         """Whose forwarding fields are honoured; None with ``--no-proxy-headers``."""
         self.upgrade: Callable[[Upgrade], None] | None = None

@@ -101,13 +101,15 @@ def connection_tls(ssl_object: ssl.SSLObject, context: Any) -> dict[str, Any]:
     """The ``tls`` extension of a connection whose handshake is done."""
     server_cert = getattr(context, "server_cert", None)
     cipher_ids: dict[str, int] = getattr(context, "cipher_ids", {})
-    chain: list[bytes] | None
+    chain: list[bytes] = []
+    leaf = ssl_object.getpeercert(binary_form=True)
     sent = getattr(ssl_object, "get_unverified_chain", None)  # Python 3.13: the chain as sent, as DER
-    if sent is not None:
+    if leaf and sent is not None:
         chain = list(sent() or [])
-    else:
-        leaf = ssl_object.getpeercert(binary_form=True)
-        chain = [leaf] if leaf else []
+    elif leaf:
+        chain = [leaf]
+    # Without a peer certificate, 3.13.0's get_unverified_chain() fails on a None in the chain
+    # it reads from OpenSSL, so it is only asked for when there is one.
     cipher = ssl_object.cipher()
     return tls_extension(server_cert=server_cert, client_chain=chain, version=ssl_object.version(),
                          cipher_suite=cipher_ids.get(cipher[0]) if cipher else None)

@@ -12,6 +12,7 @@ the app sends). It gets the connection from the HTTP/1.1 protocol as an
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import os
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Final
@@ -105,7 +106,8 @@ class WebSocketProtocol(WriteFlow, asyncio.Protocol):
             self.pending_input.append(upgrade.leftover)
         self._set_reading(False)  # nothing is read until the app accepts
         self.state.connections.add(self)
-        task = self.loop.create_task(self.session.run(self.state.app))
+        context = contextvars.Context() if self.config.reset_contextvars else None  # as for HTTP requests
+        task = self.loop.create_task(self.session.run(self.state.app), context=context)
         self.state.tasks.add(task)
         task.add_done_callback(self.state.tasks.discard)
 

@@ -8,6 +8,7 @@ A missing binary skips the test where someone runs the suite without it, but fai
 from __future__ import annotations
 
 import os
+import pwd
 import shutil
 import signal
 import socket
@@ -21,8 +22,10 @@ from tests.support import timeout
 
 
 def require(binary: str, package: str) -> str:
-    """The path of ``binary``; skip (fail in CI) when Debian's ``package`` is not installed."""
-    path = shutil.which(binary)
+    """The path of ``binary``; skip (fail in CI) when Debian's ``package`` is not installed.
+
+    Debian puts daemons in /usr/sbin, which is not on every user's ``PATH``."""
+    path = shutil.which(binary, path=os.pathsep.join([os.environ.get("PATH", os.defpath), "/usr/sbin"]))
     if path is None:
         reason = f"{binary} is not installed (apt-get install {package}; .ci/run installs it)"
         if os.environ.get("CI"):
@@ -93,3 +96,90 @@ class RedisServer:
         self.output.join()
         self.process.stdout.close()
         self.process = None
+
+
+NGINX_CONFIG = """\
+daemon off;
+master_process on;
+worker_processes 1;
+pid {directory}/nginx.pid;
+error_log stderr notice;
+{user}
+events {{
+    worker_connections 256;
+}}
+
+http {{
+    access_log {directory}/access.log;
+    client_body_temp_path {directory}/client_body;
+    proxy_temp_path {directory}/proxy;
+    fastcgi_temp_path {directory}/fastcgi;
+    uwsgi_temp_path {directory}/uwsgi;
+    scgi_temp_path {directory}/scgi;
+
+{site}
+}}
+"""
+"""The main context around a site's configuration: everything nginx writes goes to
+``directory``, and the process stays in the foreground, logging to stderr."""
+
+
+class Nginx:
+    """Debian's ``nginx`` serving ``site`` (a ``server`` block and what it needs, for the http
+    context) with ``{http_port}`` and ``{https_port}`` in it filled in with free ports."""
+
+    def __init__(self, directory: Path, site: str) -> None:
+        self.binary = require("nginx", "nginx")
+        self.directory = directory
+        self.site = site
+        self.http_port = self.https_port = 0
+        self.process: subprocess.Popen[str] | None = None
+        self.output: Output | None = None
+
+    def start(self) -> None:
+        for _attempt in range(5):
+            if self._start(free_port(), free_port()):
+                return
+        raise AssertionError("nginx found no free ports")
+
+    def _start(self, http_port: int, https_port: int) -> bool:
+        # As root, nginx would run its worker as nobody, who cannot write the test's directory.
+        user = f"user {pwd.getpwuid(os.geteuid()).pw_name};" if os.geteuid() == 0 else ""
+        site = self.site.replace("{http_port}", str(http_port)).replace("{https_port}", str(https_port))
+        config = self.directory / "nginx.conf"
+        config.write_text(NGINX_CONFIG.format(directory=self.directory, user=user, site=site))
+        process = subprocess.Popen(
+            [self.binary, "-p", str(self.directory), "-c", str(config), "-e", "stderr"],
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        assert process.stdout is not None
+        output = Output(process.stdout)
+        line = output.wait_for(("start worker process ", "[emerg]"))
+        if "start worker process " not in line:
+            process.kill()  # a port taken since: nginx would try it again for two seconds
+            process.wait(timeout(10))
+            output.join()
+            process.stdout.close()
+            assert "Address already in use" in line, f"nginx did not start:\n{output.text}"
+            return False
+        self.process, self.output = process, output
+        self.http_port, self.https_port = http_port, https_port
+        return True
+
+    def errors(self) -> list[str]:
+        """What nginx logged at level error or above: an upstream that misbehaved, for one."""
+        assert self.output is not None
+        levels = ("[error]", "[crit]", "[alert]", "[emerg]")
+        return [line for line in self.output.lines if any(level in line for level in levels)]
+
+    def stop(self) -> None:
+        """A fast shutdown (SIGTERM): the master waits for its worker, then exits with 0."""
+        if self.process is None:
+            return
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        code = self.process.wait(timeout(10))
+        assert self.output is not None and self.process.stdout is not None
+        self.output.join()
+        self.process.stdout.close()
+        self.process = None
+        assert code == 0, self.output.text

@@ -221,7 +221,14 @@ def test_help_lists_every_setting(app_dir: Path) -> None:
         assert re.search(rf"(^|\s){re.escape(flag)}\b", result.stdout), flag
         if info.kind == "bool":
             assert f"--no-{flag[2:]}" in result.stdout
+        for alias in info.aliases:  # uvicorn's other name, in the last group, on a line of its own
+            assert re.search(rf"^  {re.escape(alias)} ", result.stdout.partition("uvicorn compatibility:")[2],
+                             re.MULTILINE), alias
     assert "--version" in result.stdout
+    titles = re.findall(r"^(\S[^:]*):$", result.stdout, re.MULTILINE)
+    assert titles == ["Options", *dict.fromkeys(info.declared.group for info in SETTINGS.values()
+                                                if info.declared.group != "uvicorn compatibility"),
+                      "uvicorn compatibility"]
 
 
 def test_version(app_dir: Path) -> None:
@@ -258,6 +265,12 @@ HEADERS_FLAG = flag_of("headers")
         (["--env-file", "missing.env"], "--env-file"),
         (["--log-config", "missing.json"], "--log-config"),
         ([HEADERS_FLAG, "nocolon"], HEADERS_FLAG),
+        (["--uds", "app.sock", "--uds-perms", "9"], "--uds-perms"),
+        (["--ws-per-message-deflate=maybe"], "--ws-per-message-deflate"),
+        (["--interface", "wsgi"], "--interface"),
+        (["--http2"], "--http2"),
+        (["--ssl-version", "3"], "--ssl-version"),
+        (["--loop", "no-such-loop"], "--loop"),
     ],
 )
 def test_invalid_value_names_the_option(app_dir: Path, args: list[str], option: str) -> None:

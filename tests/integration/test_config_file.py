@@ -86,7 +86,11 @@ def test_pyproject_without_the_table_is_ignored(project: Path) -> None:
     ('port = "80"', "'pyproject.toml [tool.asgisock]: port': expected an integer from 0 to 65535, got '80'"),
     ("port = true", "'pyproject.toml [tool.asgisock]: port': expected an integer from 0 to 65535, got True"),
     ('ws_ping_interval = "x"', "'pyproject.toml [tool.asgisock]: ws_ping_interval': expected a number"),
-    ('loop = "nope"', "'pyproject.toml [tool.asgisock]: loop': 'nope' is not one of 'auto', 'asyncio', 'uvloop'"),
+    ('lifespan = "nope"', "'pyproject.toml [tool.asgisock]: lifespan': 'nope' is not one of 'auto', 'on', 'off'"),
+    ('loop = "nope"', "'pyproject.toml [tool.asgisock]: loop': 'nope' is not one of auto, asyncio, uvloop, "
+                      "zuvloop, none, nor a MODULE:ATTRIBUTE loop factory"),
+    ("ssl_version = 3", "'pyproject.toml [tool.asgisock]: ssl_version': 3: TLS 1.0 and 1.1 are deprecated"),
+    ('http = "zttp"', "'pyproject.toml [tool.asgisock]: http': zttp: HTTP/2 is not supported yet"),
     ("access_log = 3", "'pyproject.toml [tool.asgisock]: access_log'"),
     ("headers = [1]", "'pyproject.toml [tool.asgisock]: headers': expected a string or a list of strings"),
     ('headers = ["nocolon"]', "'pyproject.toml [tool.asgisock]: headers'"),

@@ -17,18 +17,21 @@ def transports_of(loop_name: str, start: Any, connect: Any) -> tuple[Any, Any]:
     """The server side's transport, and the client socket's own name."""
 
     async def main() -> tuple[Any, Any]:
-        accepted: asyncio.Future[asyncio.BaseTransport] = asyncio.get_running_loop().create_future()
+        accepted: asyncio.Future[asyncio.StreamWriter] = asyncio.get_running_loop().create_future()
 
         async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            accepted.set_result(writer.transport)
+            # The writer itself, kept until the end: from 3.13 a StreamWriter collected with its
+            # transport open warns, and the callback's own reference ends when it returns.
+            accepted.set_result(writer)
 
         server = await start(on_connect)
         async with server:
             _, writer = await connect(server)
-            transport = await accepted
+            accepted_writer = await accepted
+            transport = accepted_writer.transport
             result = (client_address(transport), server_address(transport)), writer.get_extra_info("sockname")
             writer.close()
-            transport.close()
+            accepted_writer.close()
             return result
 
     with asyncio.Runner(loop_factory=loop_factory(loop_name)) as runner:

@@ -131,12 +131,16 @@ class HTTPFlow(RuleBasedStateMachine):
         self.responses = Responses()
         self.write_buffer = write_buffer
         self.server = server
+        # Wait for the connection to be accepted even when nothing is set on it: from Python 3.12,
+        # a connection that asyncio accepted but had not yet made a transport for when the
+        # server closed is left to the garbage collector, open (Server._attach() asserts), and
+        # an example with no steps would end that soon.
+        state = server.server.state
+        assert state is not None
+        deadline = time.monotonic() + timeout(5)
+        while not server.call(lambda: len(state.connections)):  # each call is a loop round trip
+            assert time.monotonic() < deadline, "the server did not accept the connection"
         if write_buffer is not None:
-            state = server.server.state
-            assert state is not None
-            deadline = time.monotonic() + timeout(5)
-            while not server.call(lambda: len(state.connections)):  # each call is a loop round trip
-                assert time.monotonic() < deadline, "the server did not accept the connection"
             server.call(lambda: [c.transport.set_write_buffer_limits(high=write_buffer)
                                  for c in state.connections])
 
