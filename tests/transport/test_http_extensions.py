@@ -12,6 +12,8 @@ import logging
 import os
 import socket
 import ssl
+import struct
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -375,3 +377,21 @@ def test_the_access_log_counts_a_files_bytes_and_an_unread_body_is_dropped(
     assert file.body == data_file.read_bytes() and after.body == b"Hello, world!"
     lines = [r.getMessage() for r in caplog.records if r.name == "asgisock.access"]
     assert lines == [f"POST 200 {len(file.body)}", "GET 200 13"]
+
+
+def test_a_client_that_leaves_during_a_file_is_no_error(loop: str, wire: str, tmp_path: Path,
+                                                        caplog: pytest.LogCaptureFixture) -> None:
+    path = tmp_path / "large.bin"
+    path.write_bytes(os.urandom(8 * 2**20))
+    with served(pathsend_app(path), loop, wire, tmp_path) as server:
+        with server.connect(receive_buffer=65536) as sock:
+            sock.sendall(get("/file"))
+            assert sock.recv(65536).startswith(b"HTTP/1.1 200 OK\r\n")
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # a reset
+        assert server.exchange(get("/hello"), 1)[0].body == b"Hello, world!"
+        state = server.server.server.state
+        assert state is not None
+        deadline = time.monotonic() + timeout(5)
+        while server.server.call(lambda: len(state.connections)):  # each call is a loop round trip
+            assert time.monotonic() < deadline, "the connection of the client that left stayed open"
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
