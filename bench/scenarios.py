@@ -313,6 +313,8 @@ SCENARIOS: Final = (
              http_close),
     Scenario("http-upload", "HTTP upload, 64 KiB POST bodies", "upload", "requests/s",
              http_upload),
+    Scenario("http-upload-unread", "HTTP upload, 64 KiB POST bodies, answered unread", "plaintext",
+             "requests/s", http_upload),
     Scenario("http-file", "HTTP download, 1 MiB file (pathsend where offered)", "file", "requests/s",
              http_file),
     Scenario("http-stream", "HTTP download, 1 MiB chunked response", "stream", "requests/s",
