@@ -15,6 +15,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+from asgisock.allocator import tune_heap
 from asgisock.binding import bind_sockets, describe_listener
 from asgisock.config import Config, environ_settings
 from asgisock.envfile import load_env_file
@@ -86,6 +87,7 @@ class Server:
             runner.run(self.serve(sockets))
 
     async def serve(self, sockets: Sequence[socket.socket] | None = None) -> None:
+        tune_heap()  # every process that serves: alone, a worker, or gunicorn's
         with self._capture_signals():
             try:
                 await self._serve(sockets)

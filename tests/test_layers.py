@@ -55,7 +55,10 @@ ALLOWED: Final[dict[str, frozenset[str]]] = {
     "configfile": frozenset({"config", "exceptions"}),
     "importer": frozenset({"exceptions"}),
     "lifespan": frozenset({"logging", "types"}),
-    "server": SHARED | {"transport", "envfile", "importer", "lifespan", "binding", "supervisor", "exposition"},
+    "server": SHARED | {"transport", "envfile", "importer", "lifespan", "binding", "supervisor", "exposition",
+                        "allocator"},
+    # The C library's heap thresholds, set once by the process that serves.
+    "allocator": frozenset(),
     # Processes: binding the listening sockets once, the supervisor and its link to each
     # worker. The supervisor stays clear of the server (and so of the app and the event loop):
     # only the worker, a fresh process, runs one.

@@ -77,4 +77,5 @@ class RequestError:
         return hash((self.status, self.reason))
 
 
-Event = Request | bytes | EndOfMessage | RequestError
+Event = Request | bytes | int | EndOfMessage | RequestError
+"""``int``: the size of a body chunk read and dropped (see ``HTTP11Connection.drop_body``)."""

@@ -136,3 +136,52 @@ def test_any_split_of_a_corrupted_stream_gives_the_same_outcome(sent: list[Sent]
     whole = normalise(feed([bytes(data)]))
     assert normalise(feed(split(bytes(data), cuts))) == whole
     assert normalise(feed([bytes(data[i : i + 1]) for i in range(len(data))])) == whole
+
+
+def sizes(events: list[Event]) -> list[object]:
+    """:func:`normalise` with each body as its size: what a dropped body still reports."""
+    out: list[object] = []
+    for event in normalise([b"\0" * event if type(event) is int else event for event in events]):
+        out.append(len(event) if isinstance(event, bytes) else event)
+    return out
+
+
+def feed_dropping(chunks: list[bytes], drop: list[bool]) -> tuple[list[Event], set[int]]:
+    """Like :func:`feed`, calling ``drop_body()`` after a read that ends inside the n-th
+    request's body when ``drop[n]`` says so, as a server does once the app has answered
+    unread; also which requests' bodies were dropped."""
+    conn = HTTP11Connection(max_header_size=1 << 20)
+    events: list[Event] = []
+    dropped: set[int] = set()
+    for chunk in chunks:
+        conn.receive_data(chunk)
+        events += conn.events_received()
+        count = sum(isinstance(event, Request) for event in events)
+        if events and events[-1] is not END_OF_MESSAGE and drop[count % len(drop)] and count not in dropped:
+            conn.drop_body()
+            dropped.add(count)
+    return events, dropped
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(requests, min_size=1, max_size=5), st.lists(st.integers(0, 10_000), max_size=12),
+       st.lists(st.booleans(), min_size=1, max_size=5))
+@example([Sent(b"POST", b"/", (), b"x" * 200, "chunked", (1, 2, 3, 100), b";a=b", True),
+          Sent(b"PUT", b"/", (), b"y" * 50, "length", (), b"", False)], list(range(0, 400, 7)), [True])
+def test_a_dropped_body_reports_its_size_and_nothing_after_it_changes(sent: list[Sent], cuts: list[int],
+                                                                      drop: list[bool]) -> None:
+    """``drop_body()`` in the middle of a body: the rest of that body comes as sizes, never as
+    bytes, adding up to what was sent; the requests, their ends and every other body are the
+    same as when nothing is dropped."""
+    data = b"".join(request.encode() for request in sent)
+    chunks = split(data, cuts)
+    kept = feed(chunks)
+    events, dropped = feed_dropping(chunks, drop)
+    assert sizes(events) == sizes(kept)
+    bodies = [e for e in normalise(kept) if isinstance(e, bytes)]
+    starts = [e for e in normalise([e for e in events if type(e) is not int]) if isinstance(e, bytes)]
+    for number, (whole, start) in enumerate(zip(bodies, starts, strict=True), 1):
+        if number in dropped:  # what came before the drop is the start of the body sent
+            assert whole.startswith(start)
+        else:
+            assert start == whole
