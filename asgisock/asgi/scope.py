@@ -24,7 +24,7 @@ _EXTENSIONS: Final[dict[str, dict[str, object]]] = {
     "http.response.trailers": {},
 }
 """The response extensions :mod:`asgisock.asgi.http_cycle` implements for every HTTP request
-(over TLS and on uvloop a file is copied through the process, but sent all the same)."""
+(over TLS a file is copied through the process, but sent all the same)."""
 _HTTP11_EXTENSIONS: Final = {**_EXTENSIONS, "http.response.early_hint": {}}
 """Early hints are 1xx responses, which an HTTP/1.0 client never gets (RFC 9110 §15.2)."""
 

@@ -1,17 +1,18 @@
 """Response bodies read from files: ASGI ``http.response.zerocopysend`` and ``pathsend``.
 
 The HTTP cycle decides the order and the framing (the bytes before and after the file); this
-module does the I/O. The file goes to the kernel with ``os.sendfile`` where the event loop can
-do it (``loop.sendfile`` on asyncio's selector loop and a plain socket). Over TLS the bytes must
-pass through OpenSSL, and uvloop has no ``sendfile``: there the file is read in chunks with
-``os.pread`` and written with the connection's write flow control, so that a slow reader holds
-the copy back exactly as it holds back ``send()``.
+module does the I/O. Over plain TCP the kernel sends the file itself (``os.sendfile``), on
+either loop: uvloop has no ``loop.sendfile``, and asyncio's works only on its selector loop, so
+the protocol does what they would, on a descriptor of its own for the socket. Over TLS the
+bytes must pass through OpenSSL: there the file is read in chunks with ``os.pread`` and written
+with the connection's write flow control, so that a slow reader holds the copy back exactly as
+it holds back ``send()``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import io
+import errno
 import os
 import stat
 from typing import TYPE_CHECKING, Any, Final
@@ -36,7 +37,7 @@ class FileBodies:
     """The file side of :class:`~asgisock.asgi.http_cycle.CycleOwner`, mixed into the HTTP protocol.
 
     The protocol provides ``loop``, ``transport``, ``tls``, ``closed``, ``write_paused``,
-    ``write()`` and ``drain()`` (:class:`~asgisock.transport.flow.WriteFlow`), and the two
+    ``drain_waiters``, ``write()`` and ``drain()`` (:class:`~asgisock.transport.flow.WriteFlow`), and the two
     halves of its reading state, ``_hold_reading()`` and ``_update_reading()``.
     """
 
@@ -45,6 +46,7 @@ class FileBodies:
     tls: dict[str, Any] | None
     closed: bool
     write_paused: bool
+    drain_waiters: list[asyncio.Future[None]]
 
     if TYPE_CHECKING:  # the protocol's own, declared here for the type checker only
         def write(self, data: bytes) -> None: ...
@@ -90,34 +92,78 @@ class FileBodies:
         """Send ``count`` bytes of ``fd`` from ``offset``; the file's position ends after them."""
         if self.closed or self.transport.is_closing():
             raise ClientDisconnected("the client disconnected")
-        if self.tls is None and isinstance(self.loop, asyncio.SelectorEventLoop) and \
-                await self._send_natively(fd, offset, count):
+        if self.tls is None and await self._send_by_kernel(fd, offset, count):
             return
         await self._copy(fd, offset, count)
 
-    async def _send_natively(self, fd: int, offset: int, count: int) -> bool:
-        """``loop.sendfile``; False when the kernel cannot send this file (nothing was sent).
+    async def _send_by_kernel(self, fd: int, offset: int, count: int) -> bool:
+        """``os.sendfile`` straight to the socket; False when the kernel cannot send this file
+        (nothing was sent then).
 
-        asyncio waits for the write buffer to empty, stops reading while the kernel sends, and
-        then restores reading as it found it. The protocol holds reading itself for that time,
-        so that its own state (and the timers and body clock that follow it) says so too, and
-        puts it back to what the connection needs afterwards.
+        What the transport already holds goes first: its buffer is emptied before the kernel
+        writes. The kernel writes on a duplicate of the socket's descriptor, so that waiting for
+        the socket to take more (``add_writer``) does not touch the loop's own poll of the
+        transport's descriptor, which uvloop refuses to share. Reading is held meanwhile, as
+        ``loop.sendfile`` does, and set back to what the connection needs afterwards.
         """
-        file = io.FileIO(fd, "rb", closefd=False)
+        sock = self.transport.get_extra_info("socket")
+        if sock is None:
+            return False
+        await self._empty_write_buffer()
+        out = os.dup(sock.fileno())
         self._hold_reading()
         try:
-            sent = await self.loop.sendfile(self.transport, file, offset, count, fallback=False)
-        except asyncio.SendfileNotAvailableError:
-            return False
-        except ConnectionError as exc:
-            # The socket failed under the kernel's copy, which the transport never saw.
-            self.transport.abort()
-            raise ClientDisconnected("the client disconnected") from exc
+            return await self._sendfile(out, fd, offset, count)
         finally:
+            os.close(out)
             self._update_reading()
-        if sent < count:
-            raise OSError(f"the file ended {count - sent} bytes before the part announced")
+
+    async def _sendfile(self, out: int, fd: int, offset: int, count: int) -> bool:
+        start, end = offset, offset + count
+        while offset < end:
+            if self.closed or self.transport.is_closing():
+                raise ClientDisconnected("the client disconnected")
+            try:
+                sent = os.sendfile(out, fd, offset, end - offset)
+            except BlockingIOError:
+                await self._writable(out)
+                continue
+            except OSError as exc:
+                if exc.errno in _NO_SENDFILE and offset == start:
+                    return False  # a file system the kernel cannot send from: copy it instead
+                # The socket failed under the kernel's copy, which the transport never saw.
+                self.transport.abort()
+                raise ClientDisconnected("the client disconnected") from exc
+            if sent == 0:
+                raise OSError(f"the file ended {end - offset} bytes before the part announced")
+            offset += sent
+        os.lseek(fd, end, os.SEEK_SET)
         return True
+
+    async def _empty_write_buffer(self) -> None:
+        """Wait until the transport has written all it holds: with a high-water mark of 0 it
+        pauses the protocol while anything is buffered and resumes it once the buffer is empty."""
+        transport = self.transport
+        if not transport.get_write_buffer_size():
+            return
+        low, high = transport.get_write_buffer_limits()
+        transport.set_write_buffer_limits(high=0)
+        try:
+            while transport.get_write_buffer_size() and not self.closed:
+                await self.drain()
+        finally:
+            if not self.closed:
+                transport.set_write_buffer_limits(high=high, low=low)
+
+    async def _writable(self, out: int) -> None:
+        """Until the socket takes more, or the connection is lost (which wakes drain waiters)."""
+        waiter = self.loop.create_future()
+        self.drain_waiters.append(waiter)
+        self.loop.add_writer(out, _wake, waiter)
+        try:
+            await waiter
+        finally:
+            self.loop.remove_writer(out)
 
     async def _copy(self, fd: int, offset: int, count: int) -> None:
         end = offset + count
@@ -139,6 +185,15 @@ class FileBodies:
                     await asyncio.sleep(0)
                     unpaused = 0
         os.lseek(fd, end, os.SEEK_SET)
+
+
+_NO_SENDFILE: Final = frozenset({errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSUP})
+"""What ``sendfile(2)`` says when the file's file system cannot be sent from."""
+
+
+def _wake(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 def _regular_size(fd: int) -> int:

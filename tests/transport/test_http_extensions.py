@@ -1,8 +1,8 @@
 """The ASGI response extensions end to end, over plain TCP and TLS on both loops: bodies read
 from files (``zerocopysend``, ``pathsend``), early hints and trailers, as a client reads them.
 
-On asyncio over plain TCP a file goes out through ``os.sendfile``; over TLS and on uvloop it is
-copied through the process: every test of a file body runs on all four.
+Over plain TCP a file goes out through ``os.sendfile``, on either loop; over TLS it is copied
+through the process: every test of a file body runs on all four.
 """
 
 from __future__ import annotations
@@ -108,6 +108,50 @@ def pathsend_app(path: Path) -> App:
         await send({"type": "http.response.pathsend", "path": query.get("path", str(path))})
 
     return app
+
+
+def test_the_kernel_sends_the_file_over_plain_tcp(loop: str, wire: str, tmp_path: Path, data_file: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """On both loops a file never passes through the process over plain TCP: ``os.sendfile``
+    and no ``os.pread``; over TLS it must be read, to be encrypted."""
+    calls: list[str] = []
+
+    def counting(name: str) -> Callable[..., Any]:
+        call = getattr(os, name)
+
+        def counted(*args: Any) -> Any:
+            calls.append(name)
+            return call(*args)
+        return counted
+
+    for name in ("sendfile", "pread"):
+        monkeypatch.setattr(os, name, counting(name))
+    with served(pathsend_app(data_file), loop, wire, tmp_path) as server, server.connect() as sock:
+        sock.sendall(get("/file"))
+        assert read_responses(sock, 1)[0].body == data_file.read_bytes()
+    if wire == "tcp":
+        assert "sendfile" in calls and "pread" not in calls
+    else:
+        assert "pread" in calls and "sendfile" not in calls
+
+
+def test_what_the_transport_holds_goes_before_the_file(loop: str, wire: str, tmp_path: Path,
+                                                      data_file: Path) -> None:
+    """A body part that a slow reader left in the transport's buffer is written before the
+    kernel sends the file after it."""
+    before = os.urandom(4 * 2**20)  # more than the socket takes: the rest waits in the transport
+
+    async def app(scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": before, "more_body": True})
+        with data_file.open("rb") as file:
+            await send({"type": "http.response.zerocopysend", "file": file})
+
+    with served(app, loop, wire, tmp_path) as server, server.connect(receive_buffer=65536) as sock:
+        sock.sendall(get("/"))
+        response = read_responses(sock, 1)[0]
+    assert response.header(b"transfer-encoding") == b"chunked"
+    assert response.body == before + data_file.read_bytes()
 
 
 @pytest.mark.parametrize("query", ["", "length=0"])
