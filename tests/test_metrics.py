@@ -52,6 +52,18 @@ def test_a_bound_belongs_to_its_bucket() -> None:
     assert bisect_left(DURATION_BOUNDS, DURATION_BOUNDS[-1] + 1) == BUCKETS - 1
 
 
+def test_each_bucket_counts_the_durations_inside_it() -> None:
+    """The first bucket is found by a comparison, the others by a search: a duration in the
+    middle of each bucket lands in that bucket."""
+    lows = (0.0, *DURATION_BOUNDS)
+    highs = (*DURATION_BOUNDS, DURATION_BOUNDS[-1] * 2)
+    for bucket, (low, high) in enumerate(zip(lows, highs, strict=True)):
+        metrics = Metrics()
+        metrics.response("GET", 200, time.monotonic() - (low + high) / 2)
+        counts = metrics.responses["GET"][2 * BUCKETS:3 * BUCKETS]
+        assert counts.index(1) == bucket, (low, high, counts)
+
+
 def test_a_snapshot_holds_plain_data_and_every_reason() -> None:
     metrics = Metrics()
     metrics.reject(431)
