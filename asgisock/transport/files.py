@@ -150,7 +150,10 @@ class FileBodies:
         transport.set_write_buffer_limits(high=0)
         try:
             while transport.get_write_buffer_size() and not self.closed:
-                await self.drain()
+                if self.write_paused:
+                    await self.drain()
+                else:
+                    await asyncio.sleep(0)  # a transport that has not paused yet: let it write
         finally:
             if not self.closed:
                 transport.set_write_buffer_limits(high=high, low=low)
