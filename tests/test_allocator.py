@@ -18,22 +18,32 @@ pytestmark = pytest.mark.skipif(sys.platform != "linux" or not os.confstr("CS_GN
                                 reason="glibc's heap")
 
 # Frees 3 MiB of 64 KiB buffers, as a turn of the event loop does with 48 uploads' chunks, and
-# reports whether the heap gave them back to the kernel (mallinfo2(3): "arena" is the heap's size).
-PROBE = """
-import ctypes, sys
-from asgisock.allocator import tune_heap
+# says how much of it the heap gave back to the kernel (mallinfo2(3): "arena" is the heap's size).
+RELEASED = """
+import ctypes
+
 
 class MallInfo2(ctypes.Structure):
     _fields_ = [(name, ctypes.c_size_t) for name in (
         "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
 
+
 libc = ctypes.CDLL(None)
 libc.mallinfo2.restype = MallInfo2
-tuned = tune_heap() if sys.argv[1] == "tune" else None
-blocks = [bytearray(65536) for _ in range(48)]
-grown = libc.mallinfo2().arena
-del blocks
-print(tuned, grown - libc.mallinfo2().arena)
+
+
+def released():
+    blocks = [bytearray(65536) for _ in range(48)]
+    grown = libc.mallinfo2().arena
+    del blocks
+    return grown - libc.mallinfo2().arena
+"""
+
+PROBE = RELEASED + """
+import sys
+from asgisock.allocator import tune_heap
+
+print(tune_heap() if sys.argv[1] == "tune" else None, released())
 """
 
 
@@ -61,7 +71,7 @@ def test_a_users_own_malloc_setting_wins() -> None:
     assert probe("tune", GLIBC_TUNABLES="glibc.malloc.trim_threshold=131072")[0] == "False"
 
 
-SERVED = '''
+SERVED = """
 from tests_probe import released
 
 
@@ -71,27 +81,7 @@ async def app(scope, receive, send):
     body = b"%d" % released()
     await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"%d" % len(body))]})
     await send({"type": "http.response.body", "body": body})
-'''
-
-RELEASED = '''
-import ctypes
-
-
-class MallInfo2(ctypes.Structure):
-    _fields_ = [(name, ctypes.c_size_t) for name in (
-        "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
-
-
-libc = ctypes.CDLL(None)
-libc.mallinfo2.restype = MallInfo2
-
-
-def released():
-    blocks = [bytearray(65536) for _ in range(48)]
-    grown = libc.mallinfo2().arena
-    del blocks
-    return grown - libc.mallinfo2().arena
-'''
+"""
 
 
 @pytest.mark.parametrize(("environ", "kept"), [({}, True), ({"MALLOC_TRIM_THRESHOLD_": "131072"}, False)])
