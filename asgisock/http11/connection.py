@@ -150,8 +150,7 @@ def _new_parser(protocol: object) -> httptools.HttpRequestParser:
 class HTTP11Connection:
     """Parses a stream of requests; the caller drains :meth:`events_received` after each feed.
 
-    Events: a :class:`Request` once its head is complete, then ``bytes`` chunks of its body (or,
-    after :meth:`drop_body`, the ``int`` size of each chunk read and dropped), then
+    Events: a :class:`Request` once its head is complete, then ``bytes`` chunks of its body, then
     :data:`END_OF_MESSAGE`; or a single :class:`RequestError` after which the connection is
     unusable (the caller answers it and closes, as the framing can no longer be trusted). After
     a WebSocket upgrade request no more events come: the bytes that follow its head belong to
@@ -163,7 +162,6 @@ class HTTP11Connection:
         "_authority",
         "_body_length",
         "_chunked",
-        "_dropping",
         "_events",
         "_fields_size",
         "_framing_run",
@@ -197,7 +195,6 @@ class HTTP11Connection:
         self._authority: bytes | None = None
         self._valid_host: bytes | None = None
         self._chunked = False
-        self._dropping = False
         self._body_length = 0
         self._progress = False
         """Chunk headers or body data were read since the last feed: data, not a state."""
@@ -284,11 +281,6 @@ class HTTP11Connection:
         view = memoryview(data)
         for start in range(0, len(view), _SLICE):
             self.receive_data(view[start : start + _SLICE])
-
-    def drop_body(self) -> None:
-        """The rest of the current request's body is not wanted (the app answered without reading
-        it): report only its size, so no chunk of it outlives the feed that parsed it."""
-        self._dropping = True
 
     def events_received(self) -> list[Event]:
         events, self._events = self._events, []
@@ -377,7 +369,7 @@ class HTTP11Connection:
     def on_body(self, body: bytes) -> None:
         self._accounted += len(body)
         self._progress = True
-        self._events.append(len(body) if self._dropping else body)
+        self._events.append(body)
 
     def on_chunk_header(self) -> None:
         self._accounted += 5  # the shortest chunk framing: "1\r\n" + "\r\n"
@@ -390,7 +382,6 @@ class HTTP11Connection:
     def on_message_complete(self) -> None:
         self._state = _ON_MESSAGE_COMPLETE[self._state]
         self._framing_run = 0
-        self._dropping = False
         self._events.append(END_OF_MESSAGE)
 
     # -- the request head ----------------------------------------------------------------

@@ -77,5 +77,4 @@ class RequestError:
         return hash((self.status, self.reason))
 
 
-Event = Request | bytes | int | EndOfMessage | RequestError
-"""``int``: the size of a body chunk read and dropped (see ``HTTP11Connection.drop_body``)."""
+Event = Request | bytes | EndOfMessage | RequestError

@@ -165,10 +165,6 @@ class HTTPProtocol(WriteFlow, FileBodies, asyncio.Protocol):
                 if self.body_cycle is not None:
                     self.body_cycle.request_complete()
                     self.body_cycle = None
-            elif kind is int:  # body read after the response, and dropped unread
-                self.idle_since = self.loop.time()
-                if self.body_clock is not None:
-                    self.body_clock.received += event  # type: ignore[operator]
             else:
                 if self.body_cycle is not None:
                     self._body_failed(self.body_cycle, event)  # type: ignore[arg-type]
@@ -354,8 +350,6 @@ class HTTPProtocol(WriteFlow, FileBodies, asyncio.Protocol):
             self.pending.clear()
             self._close()
             return
-        if self.body_cycle is not None:
-            self.conn.drop_body()  # answered before the body was read: the rest is read, not kept
         if self.pending:
             events = list(self.pending)
             self.pending.clear()
