@@ -13,7 +13,6 @@ loop, so every rule is tested with plain bytes.
 from __future__ import annotations
 
 import enum
-import re
 from typing import Final, NoReturn
 
 import httptools
@@ -127,9 +126,9 @@ class _Reject(Exception):
     """Raised inside a parser callback to stop parsing; the error is kept on the connection."""
 
 
-_TAIL: Final = 12
-"""Bytes kept from the end of an unfinished head: enough for ``HTTP/d.d`` CRLF."""
-_VERSION_AT_END: Final = re.compile(rb"HTTP/[0-9]\.[0-9]\r\n\Z")
+_METHOD_ROOM: Final = 24
+"""Bytes kept from an unfinished head besides its target: enough for the longest method, a space
+and the line end."""
 
 _NO_VERSION: Final = RequestError(400, "Request line without an HTTP/1.x version")
 """RFC 9112 §3: a request line without an HTTP-version (HTTP/0.9's ``GET /``) is an invalid
@@ -265,16 +264,23 @@ class HTTP11Connection:
         now. llhttp reads ``GET /`` CRLF as HTTP/0.9 and then waits for header fields, which an
         HTTP/0.9 client never sends, so waiting for the end of the head would wait for the head
         timeout. llhttp reports 0.9 once a byte follows the line, and 0.0 until then: a head that
-        ends in CRLF with no version yet, and no version token before that CRLF (``HTTP/0.0``
-        spelt out also reads as 0.0), has had a request line without one.
+        is, so far, exactly its method, a space, its target and a line end has had a request line
+        without a version.
 
-        The decision depends only on the stream so far (llhttp's state and its last bytes), never
-        on how it was split into reads."""
+        The decision depends only on the stream so far, never on how it was split into reads.
+        llhttp keeps a connection's last version until it reads a new one, so 0.0 here is either
+        the first head on the connection (the stream so far is leading line ends and this head,
+        whose last bytes are kept across reads) or a later head that spells ``HTTP/0.0`` out
+        (refused once complete)."""
         version = self._parser.get_http_version()
         if version == "0.9":
             return True
-        self._tail = tail = (self._tail + bytes(data[-_TAIL:]))[-_TAIL:]
-        return version == "0.0" and tail[-2:] == b"\r\n" and _VERSION_AT_END.search(tail) is None
+        keep = len(self._url) + _METHOD_ROOM
+        self._tail = tail = (self._tail + bytes(data[-keep:]))[-keep:]
+        if version != "0.0" or tail[-1:] != b"\n":
+            return False
+        line = self._parser.get_method() + b" " + self._url
+        return tail.lstrip(b"\r\n") in (line + b"\r\n", line + b"\n")
 
     def _receive_slices(self, data: bytes | memoryview) -> None:
         """Limits are checked between feeds: slices keep what one feed can hide from them small."""

@@ -407,6 +407,10 @@ def test_a_websocket_upgrade_switches_the_parser() -> None:
     b"GET /\r\nHos",
     b"GET /\r\n",
     b"GET / HTTP/0.0\r\n",
+    b"POST / HTTP/0.0\r\nExpect: 100ntinue\r\nlo",  # found by fuzzing: a field line's CRLF
+    b"GET /a HTTP/0.0\r\nX: GET /a\r\nY",  # a field line that ends like a versionless line
+    b"\r\n\r\nGET /\r\n",
+    b"GET / HTTP/1.1\r\nHost: a\r\n\r\nGET /a HTTP/0.0\r\nX: GET /a\r\nY",
 ])
 def test_versionless_line_answered_the_same_however_split(data: bytes) -> None:
     def outcome(chunks: list[bytes]) -> list[object]:
@@ -420,4 +424,7 @@ def test_versionless_line_answered_the_same_however_split(data: bytes) -> None:
     whole = outcome([data])
     for cut in range(1, len(data)):
         assert outcome([data[:cut], data[cut:]]) == whole, cut
+    for cut in range(1, len(data)):
+        for other in range(cut, len(data)):
+            assert outcome([data[:cut], data[cut:other], data[other:]]) == whole, (cut, other)
     assert outcome([data[i : i + 1] for i in range(len(data))]) == whole
