@@ -275,9 +275,11 @@ class HTTP11Connection:
         version = self._parser.get_http_version()
         if version == "0.9":
             return True
+        if version != "0.0":
+            return False  # a version was read: the head's bytes are no longer needed
         keep = len(self._url) + _METHOD_ROOM
         self._tail = tail = (self._tail + bytes(data[-keep:]))[-keep:]
-        if version != "0.0" or tail[-1:] != b"\n":
+        if tail[-1:] != b"\n":
             return False
         line = self._parser.get_method() + b" " + self._url
         return tail.lstrip(b"\r\n") in (line + b"\r\n", line + b"\n")
