@@ -33,6 +33,7 @@ PEERS: Final = (
 REQUIRED_MODULES: Final = (
     "asgisock",
     "asgisock.ws._speedups",
+    "asgisock._metrics",
     "uvicorn",
     "httptools",
     "uvloop",
@@ -79,19 +80,25 @@ def ensure_venv() -> Path:
     return VENV_PYTHON
 
 
-def ensure_wrk() -> str:
-    """wrk from Debian's package, installed with apt-get when missing."""
-    found = shutil.which("wrk")
+def ensure_tool(name: str) -> str:
+    """The program ``name`` from Debian's package of that name, installed with apt-get when
+    missing."""
+    found = shutil.which(name)
     if found is not None:
         return found
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     sudo = [] if os.geteuid() == 0 else ["sudo"]
     run([*sudo, "apt-get", "update", "-q"], env=env)
-    run([*sudo, "apt-get", "install", "-y", "-q", "wrk"], env=env)
-    found = shutil.which("wrk")
+    run([*sudo, "apt-get", "install", "-y", "-q", name], env=env)
+    found = shutil.which(name)
     if found is None:
-        raise SystemExit("bench: wrk is still missing after apt-get install wrk")
+        raise SystemExit(f"bench: {name} is still missing after apt-get install {name}")
     return found
+
+
+def ensure_wrk() -> str:
+    """wrk, installed with apt-get when missing."""
+    return ensure_tool("wrk")
 
 
 def versions(python: Path) -> dict[str, str]:
