@@ -1,9 +1,10 @@
 """Build the optional C speedups of asgisock.
 
 Everything about the package lives in pyproject.toml; this file only adds the
-``asgisock.ws._speedups`` extension. It is optional: WebSocket masking has a
-pure-Python fallback, so a machine without a C compiler still installs
-asgisock, just with slower masking of large messages.
+C extensions: ``asgisock.ws._speedups`` (WebSocket masking) and
+``asgisock._metrics`` (the per-request counting of ``--metrics-port``). Both are
+optional and have pure-Python fallbacks, so a machine without a C compiler still
+installs asgisock, just with slower masking of large messages and dearer metrics.
 """
 
 from __future__ import annotations
@@ -19,8 +20,8 @@ BUILD_ERRORS = (CCompilerError, CompileError, ExecError, LinkError, PlatformErro
 
 def warn(exc: BaseException) -> None:
     print(
-        "WARNING: the C extension asgisock.ws._speedups could not be built "
-        f"({exc}); asgisock falls back to pure-Python WebSocket masking.",
+        f"WARNING: a C extension of asgisock could not be built ({exc}); "
+        "asgisock falls back to its pure-Python code for it.",
         file=sys.stderr,
     )
 
@@ -47,7 +48,12 @@ setup(
             "asgisock.ws._speedups",
             sources=["asgisock/ws/_speedups.c"],
             optional=True,
-        )
+        ),
+        Extension(
+            "asgisock._metrics",
+            sources=["asgisock/_metrics.c"],
+            optional=True,
+        ),
     ],
     cmdclass={"build_ext": OptionalBuildExt},
 )

@@ -1,11 +1,12 @@
 """The server's own figures for ``--metrics-port``: counted where each event happens, read at
 scrape time.
 
-Counting is plain Python arithmetic on the attributes of one :class:`Metrics` per process: a
-response costs one call here (a dictionary look-up, two list increments and a float addition),
-a WebSocket message two increments in the transport. Nothing on these paths takes a lock or
-looks up a label, as a ``prometheus_client`` ``Counter.inc()`` would, and nothing is counted
-at all when the setting is off. What can be read from the live connections instead (how many
+Counting is plain arithmetic on one :class:`Metrics` per process. A response costs one call,
+into C (``asgisock._metrics``, with :class:`PythonResponses` as its fallback): a dictionary
+look-up, the clock, an increment and a float addition. A WebSocket message costs two
+increments in the transport. Nothing on these paths takes a lock or looks up a label, as a
+``prometheus_client`` ``Counter.inc()`` would, and nothing is counted at all when the setting
+is off. What can be read from the live connections instead (how many
 are open, how many requests are in flight) is not counted: the transport reads it when asked.
 
 A :data:`Snapshot` is the figures at one moment, as plain JSON-able data, so that a worker can
@@ -19,9 +20,10 @@ from __future__ import annotations
 import os
 import time
 from bisect import bisect_left
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
+from itertools import pairwise
 from time import monotonic
-from typing import Any, Final, TypedDict
+from typing import Any, Final, Literal, Protocol, TypedDict
 
 DURATION_BOUNDS: Final = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
                           1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
@@ -37,9 +39,6 @@ STATUSES: Final = 600
 BUCKETS: Final = len(DURATION_BOUNDS) + 1
 CLASSES: Final = 6
 """Status classes: none (the request ended before a response started), then 1xx to 5xx."""
-_CLASS_OFFSET: Final = tuple(status // 100 * BUCKETS for status in range(STATUSES))
-"""Where a status's class starts in a method's counts, looked up rather than computed."""
-_FIRST_BOUND: Final = DURATION_BOUNDS[0]
 
 
 class Counters(TypedDict):
@@ -74,17 +73,99 @@ class Snapshot(TypedDict):
     gauges: Gauges
 
 
+class ResponseCounts(Protocol):
+    """What :class:`Metrics` counts responses with: :class:`PythonResponses`, or its C twin."""
+
+    @property
+    def duration_sum(self) -> float: ...
+    def add(self, method: str, status: int, duration: float, /) -> None: ...
+    def response(self, method: str, status: int, started: float, /) -> None: ...
+    def by_method(self) -> dict[str, list[int]]: ...
+
+
+class PythonResponses:
+    """Requests counted by method, status class and duration bucket (the upper bounds
+    ``bounds``, then +Inf), and the sum of their durations: the pure-Python twin of
+    ``asgisock._metrics.Responses``, with the same methods and the same results."""
+
+    __slots__ = ("bounds", "buckets", "counts", "duration_sum")
+
+    def __init__(self, bounds: Sequence[float]) -> None:
+        self.bounds = tuple(float(bound) for bound in bounds)
+        if any(low >= high for low, high in pairwise(self.bounds)):
+            raise ValueError("bounds must increase")
+        self.buckets = len(self.bounds) + 1
+        self.counts: dict[str, list[int]] = {}
+        self.duration_sum = 0.0
+
+    def add(self, method: str, status: int, duration: float) -> None:
+        """Count one request of ``method`` answered with ``status`` (0: no response started)
+        that took ``duration`` seconds."""
+        if not 0 <= status < STATUSES:
+            raise ValueError(f"status {status} is not in 0..{STATUSES - 1}")
+        # The first bound at or above the duration: Prometheus buckets are "less or equal".
+        bucket = bisect_left(self.bounds, duration)
+        try:
+            counts = self.counts[method]
+        except KeyError:
+            counts = self.counts[method] = [0] * (CLASSES * self.buckets)
+        counts[status // 100 * self.buckets + bucket] += 1
+        self.duration_sum += duration
+
+    def response(self, method: str, status: int, started: float) -> None:
+        """:meth:`add` with the time since ``started``, a ``time.monotonic()`` value."""
+        self.add(method, status, monotonic() - started)
+
+    def by_method(self) -> dict[str, list[int]]:
+        """A copy of the counts: for each method, by status class, then by bucket."""
+        return {method: list(counts) for method, counts in list(self.counts.items())}
+
+
+ResponsesType = Callable[[Sequence[float]], ResponseCounts]
+Implementation = Literal["c", "python"]
+
+CResponses: ResponsesType | None
+try:
+    from asgisock._metrics import Responses as CResponses
+except ImportError:  # not built for this interpreter
+    CResponses = None
+
+
+def select(implementation: Implementation | Literal["auto"]) -> Implementation:
+    """Make ``implementation`` the counting that :class:`Metrics` created from now on use, and
+    return its name: "auto" is the C one if it is built, else the pure-Python one; asking for
+    "c" where it is not built raises ImportError. Chosen with the masking, by
+    ``asgisock.extensions``."""
+    global Responses, RESPONSES_IMPLEMENTATION
+    if implementation == "python" or (implementation == "auto" and CResponses is None):
+        Responses, RESPONSES_IMPLEMENTATION = PythonResponses, "python"
+    elif CResponses is None:
+        raise ImportError("asgisock._metrics is not built")
+    else:
+        Responses, RESPONSES_IMPLEMENTATION = CResponses, "c"
+    return RESPONSES_IMPLEMENTATION
+
+
+Responses: ResponsesType
+RESPONSES_IMPLEMENTATION: Implementation
+select("auto")
+
+
 class Metrics:
     """The counters of one server process; the transport counts into them directly."""
 
-    __slots__ = ("duration_sum", "http_keepalive_timeouts", "rejected", "responses", "ws_bytes_in",
+    __slots__ = ("http_keepalive_timeouts", "rejected", "response", "responses", "ws_bytes_in",
                  "ws_bytes_out", "ws_keepalive_timeouts", "ws_messages_in", "ws_messages_out")
 
     def __init__(self) -> None:
-        self.responses: dict[str, list[int]] = {}
+        self.responses: ResponseCounts = Responses(DURATION_BOUNDS)
         """For each method, requests by status class and duration bucket: one count per request
         serves both the counter and the histogram."""
-        self.duration_sum = 0.0
+        self.response: Callable[[str, int, float], None] = self.responses.response
+        """``response(method, status, started)``: one request is over, its response complete or
+        the client gone (``status`` 0 when no response had started); ``started`` is its
+        ``time.monotonic()`` when it was read. The counting's own method, so that a response
+        costs one call."""
         self.rejected = [0] * STATUSES
         self.http_keepalive_timeouts = 0
         self.ws_keepalive_timeouts = 0
@@ -93,33 +174,20 @@ class Metrics:
         self.ws_bytes_in = 0
         self.ws_bytes_out = 0
 
-    def response(self, method: str, status: int, started: float) -> None:
-        """One request is over: its response complete, or the client gone (``status`` 0 when no
-        response had started); ``started`` is its ``time.monotonic()`` when it was read."""
-        duration = monotonic() - started
-        try:
-            counts = self.responses[method]
-        except KeyError:
-            counts = self.responses[method] = [0] * (CLASSES * BUCKETS)
-        # A fast app's responses fall in the first bucket: found by one comparison, not a search.
-        bucket = 0 if duration <= _FIRST_BOUND else bisect_left(DURATION_BOUNDS, duration)
-        counts[_CLASS_OFFSET[status] + bucket] += 1
-        self.duration_sum += duration
-
     def reject(self, status: int) -> None:
         """The server refused a request itself with ``status`` (or, for a 408, closed on it)."""
         self.rejected[status] += 1
 
     def snapshot(self, *, requests_in_flight: int, http_connections: int, websocket_connections: int) -> Snapshot:
         """The figures now, with the gauges the transport read from its connections."""
-        responses = {method: list(counts) for method, counts in list(self.responses.items())}
+        responses = self.responses.by_method()
         rejected = _nonzero(self.rejected)
         for status in REJECT_STATUSES:
             rejected.setdefault(str(status), 0)
         return {
             "counters": {
                 "requests": responses,
-                "duration_sum": self.duration_sum,
+                "duration_sum": self.responses.duration_sum,
                 "rejected": rejected,
                 "keepalive_timeouts": {"http": self.http_keepalive_timeouts,
                                        "websocket": self.ws_keepalive_timeouts},

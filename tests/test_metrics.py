@@ -4,23 +4,29 @@ named, typed and labelled as ``docs/howto/metrics.md`` says, in a format Prometh
 from __future__ import annotations
 
 import json
+import math
+import os
 import re
 import time
-from bisect import bisect_left
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, generate_latest
 
+from asgisock import metrics
 from asgisock.exposition import STATUS_CLASSES, SnapshotCollector
+from asgisock.extensions import extensions_disabled
 from asgisock.metrics import (
     BUCKETS,
     CLASSES,
     DURATION_BOUNDS,
     REJECT_STATUSES,
+    CResponses,
     Metrics,
+    PythonResponses,
     Snapshot,
     add,
     empty_snapshot,
@@ -32,36 +38,116 @@ from tests.scrape import Figures
 GUIDE = Path(__file__).resolve().parents[1] / "docs" / "howto" / "metrics.md"
 
 
-def test_a_response_is_counted_by_method_status_class_and_duration() -> None:
-    metrics = Metrics()
-    metrics.response("GET", 200, time.monotonic())
-    metrics.response("GET", 404, time.monotonic() - 100)  # over a minute: above the last bound
-    metrics.response("POST", 0, time.monotonic())
-    get, post = metrics.responses["GET"], metrics.responses["POST"]
+IMPLEMENTATIONS = [pytest.param(PythonResponses, id="python"),
+                   pytest.param(CResponses, id="c", marks=pytest.mark.skipif(CResponses is None,
+                                                                             reason="asgisock._metrics is not built"))]
+
+
+@pytest.fixture(params=IMPLEMENTATIONS)
+def responses(request: pytest.FixtureRequest) -> Any:
+    return request.param(DURATION_BOUNDS)
+
+
+def test_a_response_is_counted_by_method_status_class_and_duration(responses: Any) -> None:
+    responses.response("GET", 200, time.monotonic())
+    responses.response("GET", 404, time.monotonic() - 100)  # over a minute: above the last bound
+    responses.response("POST", 0, time.monotonic())
+    counts = responses.by_method()
+    get, post = counts["GET"], counts["POST"]
     assert len(get) == CLASSES * BUCKETS
     assert sum(get[2 * BUCKETS:3 * BUCKETS - 1]) == 1  # 2xx, within a minute
     assert get[5 * BUCKETS - 1] == 1  # 4xx, its last bucket
     assert sum(get) == 2
     assert sum(post[:BUCKETS - 1]) == 1 and sum(post) == 1  # no status: the first class
-    assert 100 <= metrics.duration_sum < 100 + 60
+    assert 100 <= responses.duration_sum < 100 + 60
 
 
-def test_a_bound_belongs_to_its_bucket() -> None:
+def test_a_bound_belongs_to_its_bucket(responses: Any) -> None:
     """Prometheus buckets are "less than or equal": a duration on a bound counts in it."""
-    assert [bisect_left(DURATION_BOUNDS, bound) for bound in DURATION_BOUNDS] == list(range(len(DURATION_BOUNDS)))
-    assert bisect_left(DURATION_BOUNDS, DURATION_BOUNDS[-1] + 1) == BUCKETS - 1
+    for bound in (*DURATION_BOUNDS, DURATION_BOUNDS[-1] + 1):
+        responses.add("GET", 200, bound)
+    assert responses.by_method()["GET"][2 * BUCKETS:3 * BUCKETS] == [1] * BUCKETS
 
 
-def test_each_bucket_counts_the_durations_inside_it() -> None:
-    """The first bucket is found by a comparison, the others by a search: a duration in the
-    middle of each bucket lands in that bucket."""
+def test_each_bucket_counts_the_durations_inside_it(responses: Any) -> None:
+    """A duration in the middle of each bucket lands in that bucket."""
     lows = (0.0, *DURATION_BOUNDS)
     highs = (*DURATION_BOUNDS, DURATION_BOUNDS[-1] * 2)
     for bucket, (low, high) in enumerate(zip(lows, highs, strict=True)):
-        metrics = Metrics()
-        metrics.response("GET", 200, time.monotonic() - (low + high) / 2)
-        counts = metrics.responses["GET"][2 * BUCKETS:3 * BUCKETS]
-        assert counts.index(1) == bucket, (low, high, counts)
+        responses.add("GET", 200, (low + high) / 2)
+        counts = responses.by_method()["GET"][2 * BUCKETS:3 * BUCKETS]
+        assert counts[bucket] == 1 and sum(counts) == bucket + 1, (low, high, counts)
+
+
+def test_the_metrics_count_with_the_selected_implementation() -> None:
+    """What ``.ci/run`` relies on: under ASGISOCK_NO_EXTENSIONS=1 the fallback counts."""
+    expected = "python" if extensions_disabled(os.environ) or CResponses is None else "c"
+    assert expected == metrics.RESPONSES_IMPLEMENTATION
+    counting = Metrics()
+    chosen: Any = PythonResponses if expected == "python" else CResponses
+    assert type(counting.responses) is chosen
+    counting.response("GET", 204, time.monotonic())
+    assert sum(counting.snapshot(requests_in_flight=0, http_connections=0,
+                                 websocket_connections=0)["counters"]["requests"]["GET"]) == 1
+
+
+@pytest.mark.skipif(CResponses is None, reason="asgisock._metrics is not built")
+def test_either_implementation_can_be_selected() -> None:
+    try:
+        assert metrics.select("python") == "python" and type(Metrics().responses) is PythonResponses
+        assert metrics.select("c") == "c" and type(Metrics().responses) is CResponses
+    finally:
+        metrics.select("python" if extensions_disabled(os.environ) else "auto")
+
+
+DURATIONS = st.one_of(st.floats(allow_nan=False), st.sampled_from(DURATION_BOUNDS),
+                      st.floats(min_value=0, max_value=70))
+METHODS = st.sampled_from(["GET", "POST", "HEAD", "PROPFIND", "M-SEARCH"])
+
+
+@pytest.mark.skipif(CResponses is None, reason="asgisock._metrics is not built")
+@given(st.lists(st.tuples(METHODS, st.integers(min_value=0, max_value=599), DURATIONS), max_size=40),
+       st.lists(st.floats(min_value=0, max_value=100, allow_nan=False), min_size=0, max_size=8, unique=True))
+def test_the_c_counting_gives_what_the_python_one_gives(requests: list[tuple[str, int, float]],
+                                                        bounds: list[float]) -> None:
+    """Any requests, counted with the server's bounds and with any others: the same counts, in
+    the same buckets, and the same sum to the last bit (the additions happen in the same order)."""
+    assert CResponses is not None
+    for chosen in (DURATION_BOUNDS, tuple(sorted(bounds))):
+        python, c = PythonResponses(chosen), CResponses(chosen)
+        for method, status, duration in requests:
+            python.add(method, status, duration)
+            c.add(method, status, duration)
+        assert c.by_method() == python.by_method()
+        assert c.duration_sum == python.duration_sum or (math.isnan(c.duration_sum)
+                                                         and math.isnan(python.duration_sum))
+
+
+@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
+def test_what_cannot_be_counted_is_refused(implementation: Any) -> None:
+    responses = implementation(DURATION_BOUNDS)
+    for status in (-1, 600, 10**30):
+        with pytest.raises((ValueError, OverflowError)):
+            responses.add("GET", status, 0.1)
+    with pytest.raises(ValueError, match="increase"):
+        implementation((1.0, 1.0))
+    with pytest.raises(TypeError):
+        responses.add("GET", 200, "slow")
+    assert responses.by_method() == {} and responses.duration_sum == 0
+
+
+@pytest.mark.skipif(CResponses is None, reason="asgisock._metrics is not built")
+def test_the_c_counting_checks_its_own_limits() -> None:
+    c_type: Any = CResponses
+    with pytest.raises(ValueError, match="at most"):
+        c_type([float(bound) for bound in range(1, 100)])
+    with pytest.raises(TypeError):
+        c_type(DURATION_BOUNDS).add("GET", 200)
+    uninitialised = c_type.__new__(c_type)
+    with pytest.raises(RuntimeError):
+        uninitialised.add("GET", 200, 0.1)
+    with pytest.raises(RuntimeError):
+        uninitialised.by_method()
 
 
 def test_a_snapshot_holds_plain_data_and_every_reason() -> None:
