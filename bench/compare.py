@@ -123,7 +123,12 @@ def measure(sides: dict[str, Path], rounds: int, settings: Settings,
         for name, unit, check in CHECKS:
             app = "plaintext" if name.startswith("http") else "echo"
             for round_number in range(1, rounds + 1):
-                for side, source in sides.items():
+                # Each side goes first every other round, so that whatever the first run of a
+                # round leaves behind (a warmer cache, a busier neighbour) falls on both.
+                order = list(sides.items())
+                if round_number % 2 == 0:
+                    order.reverse()
+                for side, source in order:
                     with environment(environments.get(side, {})):
                         server = start("asgisock", app, Path(logs), source=source)
                     try:
