@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from typing import Final, Literal
 
 from asgisock import metrics
+from asgisock.implementations import Implementation
 from asgisock.ws import mask
 
 __all__ = ["ENV_VAR", "extensions_disabled", "select_from_environment"]
@@ -26,7 +27,7 @@ def extensions_disabled(environ: Mapping[str, str]) -> bool:
     return environ.get(ENV_VAR, "") not in ("", "0")
 
 
-def select_from_environment(environ: Mapping[str, str] = os.environ) -> mask.Implementation:
+def select_from_environment(environ: Mapping[str, str] = os.environ) -> Implementation:
     """Pick the masking and counting implementations ``environ`` asks for; return the
     masking's name."""
     choice: Literal["python", "auto"] = "python" if extensions_disabled(environ) else "auto"

@@ -25,6 +25,8 @@ from itertools import pairwise
 from time import monotonic
 from typing import Any, Final, Literal, Protocol, TypedDict
 
+from asgisock.implementations import Implementation, choose
+
 DURATION_BOUNDS: Final = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
                           1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 """The upper bounds, in seconds, of the request duration histogram's buckets (then +Inf):
@@ -122,7 +124,6 @@ class PythonResponses:
 
 
 ResponsesType = Callable[[Sequence[float]], ResponseCounts]
-Implementation = Literal["c", "python"]
 
 CResponses: ResponsesType | None
 try:
@@ -137,14 +138,8 @@ def select(implementation: Implementation | Literal["auto"]) -> Implementation:
     "c" where it is not built raises ImportError. Chosen with the masking, by
     ``asgisock.extensions``."""
     global Responses, RESPONSES_IMPLEMENTATION
-    if implementation == "python" or (implementation == "auto" and CResponses is None):
-        Responses, RESPONSES_IMPLEMENTATION = PythonResponses, "python"
-    elif CResponses is None:
-        raise ImportError("asgisock._metrics is not built")
-    else:
-        Responses, RESPONSES_IMPLEMENTATION = CResponses, "c"
+    Responses, RESPONSES_IMPLEMENTATION = choose(implementation, CResponses, PythonResponses, "asgisock._metrics")
     return RESPONSES_IMPLEMENTATION
-
 
 Responses: ResponsesType
 RESPONSES_IMPLEMENTATION: Implementation

@@ -18,7 +18,7 @@ import asgisock
 
 PACKAGE: Final = Path(asgisock.__file__).parent
 
-CORE_SHARED: Final = frozenset({"types", "exceptions"})
+CORE_SHARED: Final = frozenset({"types", "exceptions", "implementations"})
 """Leaf modules the sans-I/O cores may use: they import nothing of asgisock's and do no I/O."""
 SHARED: Final = CORE_SHARED | {"logging", "config"}
 """Leaf modules the I/O layers share; ``logging`` and ``config`` read the clock and the
@@ -38,18 +38,19 @@ ALLOWED: Final[dict[str, frozenset[str]]] = {
     "transport": SHARED | {"asgi", "http11", "ws", "proxy", "metrics"},
     # Shared leaves.
     "types": frozenset(),
+    "implementations": frozenset(),
     "exceptions": frozenset(),
     "logging": frozenset(),
     # --metrics-port: the counters (plain arithmetic, a leaf every process can count with) and
     # their exposition in the Prometheus format, the one place that knows prometheus_client.
-    "metrics": frozenset(),
+    "metrics": frozenset({"implementations"}),
     "exposition": frozenset({"exceptions", "metrics"}),
     # Settings take their limits and syntax rules from the cores, so each is defined once.
     "config": frozenset({"exceptions", "types", "http11", "ws", "proxy", "kinds"}),
     # How each kind of setting is checked and parsed, apart from the settings themselves.
     "kinds": frozenset({"exceptions"}),
     # Startup: these assemble the layers into a server.
-    "extensions": frozenset({"ws", "metrics"}),
+    "extensions": frozenset({"ws", "metrics", "implementations"}),
     "envfile": frozenset({"exceptions"}),
     # Settings from a TOML file, checked against the settings' own definitions.
     "configfile": frozenset({"config", "exceptions"}),

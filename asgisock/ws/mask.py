@@ -16,6 +16,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Literal
 
+from asgisock.implementations import Implementation, choose
+
 __all__ = ["MASK_IMPLEMENTATION", "apply_mask", "apply_mask_c", "apply_mask_python", "select"]
 
 Buffer = bytes | bytearray | memoryview
@@ -60,7 +62,6 @@ def apply_mask_python(data: Buffer, key: bytes) -> bytes:
 
 
 MaskFunction = Callable[[Buffer, bytes], bytes]
-Implementation = Literal["c", "python"]
 
 apply_mask_c: MaskFunction | None
 try:
@@ -77,12 +78,7 @@ def select(implementation: Implementation | Literal["auto"]) -> Implementation:
     the choice applies to every frame unmasked after it; servers make it once, at startup.
     """
     global apply_mask, MASK_IMPLEMENTATION
-    if implementation == "python" or (implementation == "auto" and apply_mask_c is None):
-        apply_mask, MASK_IMPLEMENTATION = apply_mask_python, "python"
-    elif apply_mask_c is None:
-        raise ImportError("asgisock.ws._speedups is not built")
-    else:
-        apply_mask, MASK_IMPLEMENTATION = apply_mask_c, "c"
+    apply_mask, MASK_IMPLEMENTATION = choose(implementation, apply_mask_c, apply_mask_python, "asgisock.ws._speedups")
     return MASK_IMPLEMENTATION
 
 
