@@ -205,48 +205,74 @@ Responses_response(Responses *self, PyObject *const *args, Py_ssize_t nargs)
     Py_RETURN_NONE;
 }
 
+/* The counts are copied first, in one step: building the lists allocates, an allocation can
+ * run the garbage collector, and a finaliser can let another thread count (and move the rows)
+ * meanwhile. The metrics listener calls this from its own thread. */
 static PyObject *
 Responses_by_method(Responses *self, PyObject *Py_UNUSED(ignored))
 {
     Py_ssize_t width = CLASSES * self->buckets;
-    Py_ssize_t position = 0;
-    PyObject *method;
-    PyObject *index;
-    PyObject *result;
+    Py_ssize_t item;
+    Py_ssize_t rows;
+    uint64_t *counts = NULL;
+    PyObject *items;
+    PyObject *result = NULL;
 
     if (self->rows == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "Responses.__init__() was not called");
         return NULL;
     }
-    result = PyDict_New();
-    if (result == NULL) {
+    items = PyDict_Items(self->rows);
+    if (items == NULL) {
         return NULL;
     }
-    while (PyDict_Next(self->rows, &position, &method, &index)) {
-        uint64_t *row = self->counts + PyLong_AsSsize_t(index) * width;
-        PyObject *counts = PyList_New(width);
+    rows = self->row_count;
+    if (rows > 0) {
+        counts = PyMem_Malloc((size_t)(rows * width) * sizeof(uint64_t));
+        if (counts == NULL) {
+            PyErr_NoMemory();
+            goto done;
+        }
+        memcpy(counts, self->counts, (size_t)(rows * width) * sizeof(uint64_t));
+    }
+    result = PyDict_New();
+    if (result == NULL) {
+        goto done;
+    }
+    for (item = 0; item < PyList_GET_SIZE(items); item++) {
+        PyObject *pair = PyList_GET_ITEM(items, item);
+        Py_ssize_t index = PyLong_AsSsize_t(PyTuple_GET_ITEM(pair, 1));
+        PyObject *row;
         Py_ssize_t i;
 
-        if (counts == NULL) {
-            Py_DECREF(result);
-            return NULL;
+        if (index < 0 || index >= rows) {
+            continue; /* a method first seen after the copy */
+        }
+        row = PyList_New(width);
+        if (row == NULL) {
+            Py_CLEAR(result);
+            goto done;
         }
         for (i = 0; i < width; i++) {
-            PyObject *number = PyLong_FromUnsignedLongLong(row[i]);
+            PyObject *number = PyLong_FromUnsignedLongLong(counts[index * width + i]);
             if (number == NULL) {
-                Py_DECREF(counts);
-                Py_DECREF(result);
-                return NULL;
+                Py_DECREF(row);
+                Py_CLEAR(result);
+                goto done;
             }
-            PyList_SET_ITEM(counts, i, number);
+            PyList_SET_ITEM(row, i, number);
         }
-        if (PyDict_SetItem(result, method, counts) < 0) {
-            Py_DECREF(counts);
-            Py_DECREF(result);
-            return NULL;
+        if (PyDict_SetItem(result, PyTuple_GET_ITEM(pair, 0), row) < 0) {
+            Py_DECREF(row);
+            Py_CLEAR(result);
+            goto done;
         }
-        Py_DECREF(counts);
+        Py_DECREF(row);
     }
+
+done:
+    PyMem_Free(counts);
+    Py_DECREF(items);
     return result;
 }
 
