@@ -2,7 +2,8 @@
 
 ``ASGISOCK_NO_EXTENSIONS=1`` (any value but empty or ``0``) makes the WebSocket codec use its
 pure-Python masking instead of ``asgisock.ws._speedups``, and ``--metrics-port`` its
-pure-Python counting instead of ``asgisock._metrics``, so tests and benchmarks can run both. The variable is read here rather than in ``asgisock.ws``, which stays free of the
+pure-Python counting instead of ``asgisock._metrics``, so tests and benchmarks can run both.
+The variable is read here rather than in ``asgisock.ws``, which stays free of the
 environment (a sans-I/O core takes its choices from its caller); the package's ``__init__``
 imports this module first, so the choice is made before any code can unmask a frame.
 """

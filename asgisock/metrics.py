@@ -6,8 +6,8 @@ into C (``asgisock._metrics``, with :class:`PythonResponses` as its fallback): a
 look-up, the clock, an increment and a float addition. A WebSocket message costs two
 increments in the transport. Nothing on these paths takes a lock or looks up a label, as a
 ``prometheus_client`` ``Counter.inc()`` would, and nothing is counted at all when the setting
-is off. What can be read from the live connections instead (how many
-are open, how many requests are in flight) is not counted: the transport reads it when asked.
+is off. What can be read from the live connections instead (how many are open, how many
+requests are in flight) is not counted: the transport reads it when asked.
 
 A :data:`Snapshot` is the figures at one moment, as plain JSON-able data, so that a worker can
 hand its own to the supervisor over the link, and snapshots add up (:func:`add`): the counters
@@ -140,6 +140,7 @@ def select(implementation: Implementation | Literal["auto"]) -> Implementation:
     global Responses, RESPONSES_IMPLEMENTATION
     Responses, RESPONSES_IMPLEMENTATION = choose(implementation, CResponses, PythonResponses, "asgisock._metrics")
     return RESPONSES_IMPLEMENTATION
+
 
 Responses: ResponsesType
 RESPONSES_IMPLEMENTATION: Implementation
