@@ -1,10 +1,12 @@
 """Build the optional C speedups of asgisock.
 
 Everything about the package lives in pyproject.toml; this file only adds the
-C extensions: ``asgisock.ws._speedups`` (WebSocket masking) and
-``asgisock._metrics`` (the per-request counting of ``--metrics-port``). Both are
+C extensions: ``asgisock.ws._speedups`` (WebSocket masking),
+``asgisock.http11._fields`` (the header fields of each response head) and
+``asgisock._metrics`` (the per-request counting of ``--metrics-port``). All are
 optional and have pure-Python fallbacks, so a machine without a C compiler still
-installs asgisock, just with slower masking of large messages and dearer metrics.
+installs asgisock, just with slower masking of large messages, dearer response
+heads and dearer metrics.
 """
 
 from __future__ import annotations
@@ -47,6 +49,11 @@ setup(
         Extension(
             "asgisock.ws._speedups",
             sources=["asgisock/ws/_speedups.c"],
+            optional=True,
+        ),
+        Extension(
+            "asgisock.http11._fields",
+            sources=["asgisock/http11/_fields.c"],
             optional=True,
         ),
         Extension(

@@ -1,8 +1,9 @@
 """Whether the compiled extensions run, decided once when ``asgisock`` is imported.
 
 ``ASGISOCK_NO_EXTENSIONS=1`` (any value but empty or ``0``) makes the WebSocket codec use its
-pure-Python masking instead of ``asgisock.ws._speedups``, and ``--metrics-port`` its
-pure-Python counting instead of ``asgisock._metrics``, so tests and benchmarks can run both.
+pure-Python masking instead of ``asgisock.ws._speedups``, the response writer its pure-Python
+field encoding instead of ``asgisock.http11._fields``, and ``--metrics-port`` its pure-Python
+counting instead of ``asgisock._metrics``, so tests and benchmarks can run both.
 The variable is read here rather than in ``asgisock.ws``, which stays free of the
 environment (a sans-I/O core takes its choices from its caller); the package's ``__init__``
 imports this module first, so the choice is made before any code can unmask a frame.
@@ -15,6 +16,7 @@ from collections.abc import Mapping
 from typing import Final, Literal
 
 from asgisock import metrics
+from asgisock.http11 import writer
 from asgisock.implementations import Implementation
 from asgisock.ws import mask
 
@@ -29,10 +31,11 @@ def extensions_disabled(environ: Mapping[str, str]) -> bool:
 
 
 def select_from_environment(environ: Mapping[str, str] = os.environ) -> Implementation:
-    """Pick the masking and counting implementations ``environ`` asks for; return the
-    masking's name."""
+    """Pick the masking, field encoding and counting implementations ``environ`` asks for;
+    return the masking's name."""
     choice: Literal["python", "auto"] = "python" if extensions_disabled(environ) else "auto"
     metrics.select(choice)
+    writer.select(choice)
     return mask.select(choice)
 
 

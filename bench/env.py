@@ -33,6 +33,7 @@ PEERS: Final = (
 REQUIRED_MODULES: Final = (
     "asgisock",
     "asgisock.ws._speedups",
+    "asgisock.http11._fields",
     "asgisock._metrics",
     "uvicorn",
     "httptools",

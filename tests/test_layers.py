@@ -50,7 +50,7 @@ ALLOWED: Final[dict[str, frozenset[str]]] = {
     # How each kind of setting is checked and parsed, apart from the settings themselves.
     "kinds": frozenset({"exceptions"}),
     # Startup: these assemble the layers into a server.
-    "extensions": frozenset({"ws", "metrics", "implementations"}),
+    "extensions": frozenset({"ws", "http11", "metrics", "implementations"}),
     "envfile": frozenset({"exceptions"}),
     # Settings from a TOML file, checked against the settings' own definitions.
     "configfile": frozenset({"config", "exceptions"}),

@@ -8,19 +8,21 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable, Iterable
+from collections.abc import Set as AbstractSet
 from email.utils import formatdate
 from http import HTTPStatus
-from typing import Any, Final, NamedTuple
+from typing import Any, Final, Literal, NamedTuple
 
 from asgisock.exceptions import BrokenFraming, InvalidResponse
 from asgisock.http11.events import Request
 from asgisock.http11.headers import FORBIDDEN_VALUE_RE, TOKEN_RE, has_token
+from asgisock.implementations import Implementation, choose
 
 __all__ = [
-    "CHUNKED", "CLOSE_DELIMITED", "CONTENT_LENGTH", "CONTINUE_RESPONSE", "LAST_CHUNK", "NO_BODY",
-    "WRITER_TRANSITIONS", "BrokenFraming", "DefaultHeaders", "FileFraming", "Framing", "InvalidResponse",
-    "ResponseHead", "ResponseWriter", "WriterEvent", "WriterState", "encode_chunk", "encode_head",
-    "error_response",
+    "CHUNKED", "CLOSE_DELIMITED", "CONTENT_LENGTH", "CONTINUE_RESPONSE", "FIELDS_IMPLEMENTATION", "LAST_CHUNK",
+    "NO_BODY", "WRITER_TRANSITIONS", "BrokenFraming", "DefaultHeaders", "FileFraming", "Framing",
+    "InvalidResponse", "ResponseHead", "ResponseWriter", "WriterEvent", "WriterState", "encode_chunk",
+    "encode_fields", "encode_fields_c", "encode_fields_python", "encode_head", "error_response", "select",
 ]
 
 
@@ -157,7 +159,7 @@ def check_name(name: Any) -> bytes:
 
 def check_value(value: Any) -> bytes:
     """``value`` if it is a valid field value (RFC 9110 §5.5), else InvalidResponse."""
-    if type(value) is not bytes or FORBIDDEN_VALUE_RE.search(value) is not None:
+    if not isinstance(value, bytes) or FORBIDDEN_VALUE_RE.search(value) is not None:
         raise InvalidResponse(f"invalid header value {value!r}")
     if len(value) <= _MAX_CACHED_VALUE and len(_CHECKED_VALUES) < _MAX_CHECKED_VALUES:
         _CHECKED_VALUES.add(value)
@@ -182,61 +184,109 @@ def encode_head(
     return _encode_head(status, headers, defaults, head_request, http11, keep_alive, body_length)
 
 
+EncodedFields = tuple[bytes, "int | None", bool, "set[bytes] | None"]
+"""What :func:`encode_fields_python` returns."""
+FieldsEncoder = Callable[[Iterable[Any], AbstractSet[bytes]], EncodedFields]
+
+
+def encode_fields_python(headers: Iterable[Any], special: AbstractSet[bytes]) -> EncodedFields:
+    """The header fields of a response head, checked (RFC 9110 §5.1, §5.5) and encoded.
+
+    ``special`` holds the lower-case names looked at more closely: the framing names
+    ``content-length``, ``transfer-encoding`` and ``connection``, and the default fields'
+    (:attr:`DefaultHeaders.special`). Returns the encoded fields, less ``Transfer-Encoding``
+    and ``Connection``; the Content-Length they state, or None; whether ``Connection`` lists
+    ``close``; and the default fields' names the app set itself, or None. A bad name, value or
+    Content-Length raises InvalidResponse; headers that are not pairs, TypeError or ValueError.
+    ``asgisock.http11._fields.encode_fields`` is the same routine in C.
+    """
+    parts: list[bytes] = []
+    content_length: int | None = None
+    close = False
+    seen: set[bytes] | None = None
+    names = _CHECKED_NAMES
+    values = _CHECKED_VALUES
+    for name, value in headers:
+        lower = names.get(name) or check_name(name)
+        if value not in values:
+            check_value(value)
+        if lower in special:
+            if lower == b"content-length":
+                if content_length is not None or not value.isdigit() or not value.isascii():
+                    raise InvalidResponse(f"invalid content-length {value!r}")
+                content_length = int(value)
+            elif lower == b"transfer-encoding":
+                # ASGI HTTP spec: "You may send a Transfer-Encoding header in this message,
+                # but the server must ignore it." The framing is the server's own.
+                continue
+            elif lower == b"connection":
+                close = close or has_token(value, b"close")
+                continue  # connection management is the server's (RFC 9110 §7.6.1)
+            else:
+                if seen is None:
+                    seen = set()
+                seen.add(lower)
+        parts += (name, b": ", value, b"\r\n")
+    return b"".join(parts), content_length, close, seen
+
+
+encode_fields_c: FieldsEncoder | None
+try:
+    from asgisock.http11._fields import encode_fields as encode_fields_c
+except ImportError:  # not built for this interpreter
+    encode_fields_c = None
+
+
+def select(implementation: Implementation | Literal["auto"]) -> Implementation:
+    """Make ``implementation`` the field encoding of every head encoded from now on, and return
+    its name: "auto" is the C one if it is built, else the pure-Python one; asking for "c"
+    where it is not built raises ImportError. Chosen with the masking, by ``asgisock.extensions``."""
+    global encode_fields, FIELDS_IMPLEMENTATION
+    encode_fields, FIELDS_IMPLEMENTATION = choose(implementation, encode_fields_c, encode_fields_python,
+                                                  "asgisock.http11._fields")
+    return FIELDS_IMPLEMENTATION
+
+
+encode_fields: FieldsEncoder
+FIELDS_IMPLEMENTATION: Implementation
+select("auto")
+
+
 def _encode_head(status: int, headers: Iterable[Any], defaults: DefaultHeaders, head_request: bool, http11: bool,
                  keep_alive: bool, body_length: int | None) -> ResponseHead:
     """:func:`encode_head` with positional arguments: keywords cost the response path a little."""
     if type(status) is not int or not 100 <= status <= 599:
         raise InvalidResponse(f"invalid status {status!r}")
-    parts = [STATUS_LINES[status] if http11 else b"HTTP/1.0" + STATUS_LINES[status][8:]]
-    content_length: int | None = None
-    seen_defaults: set[bytes] | None = None
-    names = _CHECKED_NAMES
-    values = _CHECKED_VALUES
-    special = defaults.special
     try:
-        for name, value in headers:
-            lower = names.get(name) or check_name(name)
-            if value not in values:
-                check_value(value)
-            if lower in special:
-                if lower == b"content-length":
-                    if content_length is not None or not value.isdigit() or not value.isascii():
-                        raise InvalidResponse(f"invalid content-length {value!r}")
-                    content_length = int(value)
-                elif lower == b"transfer-encoding":
-                    # ASGI HTTP spec: "You may send a Transfer-Encoding header in this message,
-                    # but the server must ignore it." The framing below is the server's own.
-                    continue
-                elif lower == b"connection":
-                    if has_token(value, b"close"):
-                        keep_alive = False
-                    continue  # connection management is the server's (RFC 9110 §7.6.1)
-                else:
-                    seen_defaults = seen_defaults or set()
-                    seen_defaults.add(lower)
-            parts += (name, b": ", value, b"\r\n")
+        fields, content_length, close, seen_defaults = encode_fields(headers, defaults.special)
     except (TypeError, ValueError) as exc:  # not an iterable of [bytes, bytes] pairs
         raise InvalidResponse(f"invalid headers {headers!r}: {exc}") from None
+    if close:
+        keep_alive = False
     if head_request or status in _NO_BODY_STATUSES:
         framing = NO_BODY
+        length_line = b""
     elif content_length is not None:
         framing = CONTENT_LENGTH
+        length_line = b""
     elif body_length is not None:
         framing = CONTENT_LENGTH
         content_length = body_length
-        parts.append(_LENGTH_LINES.get(body_length) or b"content-length: %d\r\n" % body_length)
+        length_line = _LENGTH_LINES.get(body_length) or b"content-length: %d\r\n" % body_length
     elif http11:
         framing = CHUNKED
-        parts.append(b"transfer-encoding: chunked\r\n")
+        length_line = b"transfer-encoding: chunked\r\n"
     else:
         framing = CLOSE_DELIMITED
+        length_line = b""
         keep_alive = False
     if seen_defaults is None:
-        parts.append(defaults.ending(keep_alive, http11))
+        ending = defaults.ending(keep_alive, http11)
     else:
-        parts.append(defaults.without(seen_defaults))
-        parts.append(_connection_end(keep_alive, http11))
-    return _new_head(ResponseHead, (b"".join(parts), framing, content_length, keep_alive))
+        ending = defaults.without(seen_defaults) + _connection_end(keep_alive, http11)
+    status_line = STATUS_LINES[status] if http11 else b"HTTP/1.0" + STATUS_LINES[status][8:]
+    return _new_head(ResponseHead, (b"".join((status_line, fields, length_line, ending)), framing, content_length,
+                                    keep_alive))
 
 
 def encode_chunk(data: bytes) -> bytes:
