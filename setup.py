@@ -2,7 +2,7 @@
 
 Everything about the package lives in pyproject.toml; this file only adds the
 C extensions: ``asgisock.ws._speedups`` (WebSocket masking),
-``asgisock.http11._fields`` (the header fields of each response head) and
+``asgisock.http11._head`` (the encoding of each response head) and
 ``asgisock._metrics`` (the per-request counting of ``--metrics-port``). All are
 optional and have pure-Python fallbacks, so a machine without a C compiler still
 installs asgisock, just with slower masking of large messages, dearer response
@@ -52,8 +52,8 @@ setup(
             optional=True,
         ),
         Extension(
-            "asgisock.http11._fields",
-            sources=["asgisock/http11/_fields.c"],
+            "asgisock.http11._head",
+            sources=["asgisock/http11/_head.c"],
             optional=True,
         ),
         Extension(

@@ -2,7 +2,7 @@
 
 ``ASGISOCK_NO_EXTENSIONS=1`` (any value but empty or ``0``) makes the WebSocket codec use its
 pure-Python masking instead of ``asgisock.ws._speedups``, the response writer its pure-Python
-field encoding instead of ``asgisock.http11._fields``, and ``--metrics-port`` its pure-Python
+head encoding instead of ``asgisock.http11._head``, and ``--metrics-port`` its pure-Python
 counting instead of ``asgisock._metrics``, so tests and benchmarks can run both.
 The variable is read here rather than in ``asgisock.ws``, which stays free of the
 environment (a sans-I/O core takes its choices from its caller); the package's ``__init__``
@@ -31,7 +31,7 @@ def extensions_disabled(environ: Mapping[str, str]) -> bool:
 
 
 def select_from_environment(environ: Mapping[str, str] = os.environ) -> Implementation:
-    """Pick the masking, field encoding and counting implementations ``environ`` asks for;
+    """Pick the masking, head encoding and counting implementations ``environ`` asks for;
     return the masking's name."""
     choice: Literal["python", "auto"] = "python" if extensions_disabled(environ) else "auto"
     metrics.select(choice)

@@ -33,7 +33,7 @@ PEERS: Final = (
 REQUIRED_MODULES: Final = (
     "asgisock",
     "asgisock.ws._speedups",
-    "asgisock.http11._fields",
+    "asgisock.http11._head",
     "asgisock._metrics",
     "uvicorn",
     "httptools",

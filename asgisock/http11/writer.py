@@ -19,10 +19,10 @@ from asgisock.http11.headers import FORBIDDEN_VALUE_RE, TOKEN_RE, has_token
 from asgisock.implementations import Implementation, choose
 
 __all__ = [
-    "CHUNKED", "CLOSE_DELIMITED", "CONTENT_LENGTH", "CONTINUE_RESPONSE", "FIELDS_IMPLEMENTATION", "LAST_CHUNK",
+    "CHUNKED", "CLOSE_DELIMITED", "CONTENT_LENGTH", "CONTINUE_RESPONSE", "HEAD_IMPLEMENTATION", "LAST_CHUNK",
     "NO_BODY", "WRITER_TRANSITIONS", "BrokenFraming", "DefaultHeaders", "FileFraming", "Framing",
     "InvalidResponse", "ResponseHead", "ResponseWriter", "WriterEvent", "WriterState", "encode_chunk",
-    "encode_fields", "encode_fields_c", "encode_fields_python", "encode_head", "error_response", "select",
+    "encode_head", "encode_head_c", "encode_head_python", "error_response", "select",
 ]
 
 
@@ -181,16 +181,13 @@ def encode_head(
     ``body_length`` is the whole body's length when the app already sent it all (so it can be
     framed with Content-Length instead of chunks), else None.
     """
-    return _encode_head(status, headers, defaults, head_request, http11, keep_alive, body_length)
+    return _new_head(ResponseHead, _encode_head(status, headers, defaults, head_request, http11, keep_alive,
+                                                body_length))
 
 
-EncodedFields = tuple[bytes, "int | None", bool, "set[bytes] | None"]
-"""What :func:`encode_fields_python` returns."""
-FieldsEncoder = Callable[[Iterable[Any], AbstractSet[bytes]], EncodedFields]
-
-
-def encode_fields_python(headers: Iterable[Any], special: AbstractSet[bytes]) -> EncodedFields:
-    """The header fields of a response head, checked (RFC 9110 §5.1, §5.5) and encoded.
+def _encode_fields(headers: Iterable[Any], special: AbstractSet[bytes]) -> tuple[
+        bytes, int | None, bool, set[bytes] | None]:
+    """The app's header fields, checked (RFC 9110 §5.1, §5.5) and encoded.
 
     ``special`` holds the lower-case names looked at more closely: the framing names
     ``content-length``, ``transfer-encoding`` and ``connection``, and the default fields'
@@ -198,7 +195,6 @@ def encode_fields_python(headers: Iterable[Any], special: AbstractSet[bytes]) ->
     and ``Connection``; the Content-Length they state, or None; whether ``Connection`` lists
     ``close``; and the default fields' names the app set itself, or None. A bad name, value or
     Content-Length raises InvalidResponse; headers that are not pairs, TypeError or ValueError.
-    ``asgisock.http11._fields.encode_fields`` is the same routine in C.
     """
     parts: list[bytes] = []
     content_length: int | None = None
@@ -230,35 +226,19 @@ def encode_fields_python(headers: Iterable[Any], special: AbstractSet[bytes]) ->
     return b"".join(parts), content_length, close, seen
 
 
-encode_fields_c: FieldsEncoder | None
-try:
-    from asgisock.http11._fields import encode_fields as encode_fields_c
-except ImportError:  # not built for this interpreter
-    encode_fields_c = None
+EncodedHead = tuple[bytes, Framing, "int | None", bool]
+"""A :class:`ResponseHead`'s fields, as :func:`encode_head_python` returns them."""
+HeadEncoder = Callable[[int, Iterable[Any], DefaultHeaders, bool, bool, bool, "int | None"], EncodedHead]
 
 
-def select(implementation: Implementation | Literal["auto"]) -> Implementation:
-    """Make ``implementation`` the field encoding of every head encoded from now on, and return
-    its name: "auto" is the C one if it is built, else the pure-Python one; asking for "c"
-    where it is not built raises ImportError. Chosen with the masking, by ``asgisock.extensions``."""
-    global encode_fields, FIELDS_IMPLEMENTATION
-    encode_fields, FIELDS_IMPLEMENTATION = choose(implementation, encode_fields_c, encode_fields_python,
-                                                  "asgisock.http11._fields")
-    return FIELDS_IMPLEMENTATION
-
-
-encode_fields: FieldsEncoder
-FIELDS_IMPLEMENTATION: Implementation
-select("auto")
-
-
-def _encode_head(status: int, headers: Iterable[Any], defaults: DefaultHeaders, head_request: bool, http11: bool,
-                 keep_alive: bool, body_length: int | None) -> ResponseHead:
-    """:func:`encode_head` with positional arguments: keywords cost the response path a little."""
+def encode_head_python(status: int, headers: Iterable[Any], defaults: DefaultHeaders, head_request: bool,
+                       http11: bool, keep_alive: bool, body_length: int | None) -> EncodedHead:
+    """:func:`encode_head` with positional arguments, returning a plain tuple: what the response
+    writer calls. ``asgisock.http11._head.encode_head`` is the same routine in C."""
     if type(status) is not int or not 100 <= status <= 599:
         raise InvalidResponse(f"invalid status {status!r}")
     try:
-        fields, content_length, close, seen_defaults = encode_fields(headers, defaults.special)
+        fields, content_length, close, seen_defaults = _encode_fields(headers, defaults.special)
     except (TypeError, ValueError) as exc:  # not an iterable of [bytes, bytes] pairs
         raise InvalidResponse(f"invalid headers {headers!r}: {exc}") from None
     if close:
@@ -285,8 +265,33 @@ def _encode_head(status: int, headers: Iterable[Any], defaults: DefaultHeaders, 
     else:
         ending = defaults.without(seen_defaults) + _connection_end(keep_alive, http11)
     status_line = STATUS_LINES[status] if http11 else b"HTTP/1.0" + STATUS_LINES[status][8:]
-    return _new_head(ResponseHead, (b"".join((status_line, fields, length_line, ending)), framing, content_length,
-                                    keep_alive))
+    return b"".join((status_line, fields, length_line, ending)), framing, content_length, keep_alive
+
+
+encode_head_c: HeadEncoder | None
+try:
+    from asgisock.http11 import _head
+except ImportError:  # not built for this interpreter
+    encode_head_c = None
+else:
+    _head.configure(STATUS_LINES, NO_BODY, CONTENT_LENGTH, CHUNKED, CLOSE_DELIMITED)
+    encode_head_c = _head.encode_head
+
+
+def select(implementation: Implementation | Literal["auto"]) -> Implementation:
+    """Make ``implementation`` the encoding of every head from now on, and return its name:
+    "auto" is the C one if it is built, else the pure-Python one; asking for "c" where it is
+    not built raises ImportError. Chosen with the masking, by ``asgisock.extensions``."""
+    global _encode_head, HEAD_IMPLEMENTATION
+    _encode_head, HEAD_IMPLEMENTATION = choose(implementation, encode_head_c, encode_head_python,
+                                               "asgisock.http11._head")
+    return HEAD_IMPLEMENTATION
+
+
+_encode_head: HeadEncoder
+"""The encoding :func:`select` chose; the response writer calls it."""
+HEAD_IMPLEMENTATION: Implementation
+select("auto")
 
 
 def encode_chunk(data: bytes) -> bytes:

@@ -1,11 +1,12 @@
 /*
- * The header fields of an HTTP/1.1 response head, checked and encoded.
+ * An HTTP/1.1 response head, checked and encoded: the status line, the app's fields, the
+ * framing field, the default fields and the connection option.
  *
- * asgisock.http11.writer.encode_fields_python is the same routine in Python, used where this
+ * asgisock.http11.writer.encode_head_python is the same routine in Python, used where this
  * module is not built or ASGISOCK_NO_EXTENSIONS is set; the two give the same results and
- * raise the same exceptions. It runs once for every field of every response: in Python each
- * field costs a dozen look-ups and comparisons, about a tenth of a small keep-alive request
- * for two fields; here a field is one pass over its bytes.
+ * raise the same exceptions. It runs once for every response, and its loop once for every
+ * field: in Python each field costs a dozen look-ups and comparisons, and a head with two
+ * fields about a tenth of a small keep-alive request; here a field is one pass over its bytes.
  */
 
 #define PY_SSIZE_T_CLEAN
@@ -14,6 +15,18 @@
 
 /* asgisock.exceptions.InvalidResponse, looked up when the module is loaded. */
 static PyObject *InvalidResponse;
+
+/* Handed in by asgisock.http11.writer with configure(): the status lines by status, and the
+ * members of Framing. */
+static PyObject *status_lines;
+static PyObject *no_body;
+static PyObject *content_length_framing;
+static PyObject *chunked;
+static PyObject *close_delimited;
+
+static PyObject *special_name;
+static PyObject *ending_name;
+static PyObject *without_name;
 
 /* tchar of RFC 9110 §5.6.2: the bytes a field name is made of. */
 static unsigned char tchar[256];
@@ -56,6 +69,19 @@ buffer_grow(Buffer *buffer, Py_ssize_t needed)
     }
     buffer->data = data;
     buffer->capacity = capacity;
+    return 0;
+}
+
+static int
+buffer_add(Buffer *buffer, const char *data, Py_ssize_t size)
+{
+    Py_ssize_t needed = buffer->size + size;
+
+    if (needed > buffer->capacity && buffer_grow(buffer, needed) < 0) {
+        return -1;
+    }
+    memcpy(buffer->data + buffer->size, data, size);
+    buffer->size = needed;
     return 0;
 }
 
@@ -257,37 +283,27 @@ unpack_pair(PyObject *item, PyObject **name, PyObject **value)
     return 0;
 }
 
-static PyObject *
-encode_fields(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+/* The fields of ``headers``, appended to the buffer; the rest as encode_fields_python returns
+ * it (content_length and seen are new references or NULL). -1 with an exception set:
+ * InvalidResponse, or TypeError or ValueError where the headers are not pairs. */
+static int
+encode_fields_into(Buffer *buffer, PyObject *headers, PyObject *special, PyObject **content_length,
+                   int *close, PyObject **seen)
 {
-    PyObject *headers;
-    PyObject *special;
     PyObject *iterator;
     PyObject *item;
-    PyObject *content_length = NULL;
-    PyObject *seen = NULL;
-    PyObject *fields;
-    PyObject *result;
-    int close = 0;
-    Buffer buffer;
 
-    if (nargs != 2) {
-        PyErr_Format(PyExc_TypeError, "encode_fields expected 2 arguments, got %zd", nargs);
-        return NULL;
-    }
-    headers = args[0];
-    special = args[1];
+    *content_length = NULL;
+    *seen = NULL;
+    *close = 0;
     if (!PyAnySet_Check(special)) {
         PyErr_SetString(PyExc_TypeError, "special must be a set or frozenset");
-        return NULL;
+        return -1;
     }
     iterator = PyObject_GetIter(headers);
     if (iterator == NULL) {
-        return NULL;
+        return -1;
     }
-    buffer.data = buffer.inline_data;
-    buffer.size = 0;
-    buffer.capacity = INLINE_SIZE;
     while ((item = PyIter_Next(iterator)) != NULL) {
         PyObject *name;
         PyObject *value;
@@ -313,12 +329,12 @@ encode_fields(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         }
         if (is_special) {
             if (IS_NAME(lower, "content-length")) {
-                if (content_length != NULL) {
+                if (*content_length != NULL) {
                     PyErr_Format(InvalidResponse, "invalid content-length %R", value);
                     goto field_error;
                 }
-                content_length = content_length_of(value);
-                if (content_length == NULL) {
+                *content_length = content_length_of(value);
+                if (*content_length == NULL) {
                     goto field_error;
                 }
             }
@@ -327,19 +343,19 @@ encode_fields(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
                 write = 0;
             }
             else if (IS_NAME(lower, "connection")) {
-                close |= lists_close(PyBytes_AS_STRING(value), PyBytes_GET_SIZE(value));
+                *close |= lists_close(PyBytes_AS_STRING(value), PyBytes_GET_SIZE(value));
                 write = 0;
             }
             else {
-                if (seen == NULL && (seen = PySet_New(NULL)) == NULL) {
+                if (*seen == NULL && (*seen = PySet_New(NULL)) == NULL) {
                     goto field_error;
                 }
-                if (PySet_Add(seen, lower) < 0) {
+                if (PySet_Add(*seen, lower) < 0) {
                     goto field_error;
                 }
             }
         }
-        if (write && buffer_add_field(&buffer, PyBytes_AS_STRING(name), PyBytes_GET_SIZE(name),
+        if (write && buffer_add_field(buffer, PyBytes_AS_STRING(name), PyBytes_GET_SIZE(name),
                                       PyBytes_AS_STRING(value), PyBytes_GET_SIZE(value)) < 0) {
             goto field_error;
         }
@@ -357,41 +373,238 @@ encode_fields(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         goto error;
     }
     Py_DECREF(iterator);
-    fields = PyBytes_FromStringAndSize(buffer.data, buffer.size);
-    buffer_free(&buffer);
-    if (fields == NULL) {
-        Py_XDECREF(content_length);
-        Py_XDECREF(seen);
-        return NULL;
-    }
-    result = PyTuple_Pack(4, fields, content_length != NULL ? content_length : Py_None,
-                          close ? Py_True : Py_False, seen != NULL ? seen : Py_None);
-    Py_DECREF(fields);
-    Py_XDECREF(content_length);
-    Py_XDECREF(seen);
-    return result;
+    return 0;
 error:
     Py_DECREF(iterator);
-    buffer_free(&buffer);
+    Py_CLEAR(*content_length);
+    Py_CLEAR(*seen);
+    return -1;
+}
+
+/* What the head ends with when no default field was replaced: defaults.ending(). */
+static PyObject *
+call_ending(PyObject *defaults, int keep_alive, int http11)
+{
+    PyObject *ending = PyObject_CallMethodObjArgs(defaults, ending_name, keep_alive ? Py_True : Py_False,
+                                                  http11 ? Py_True : Py_False, NULL);
+    if (ending != NULL && !PyBytes_Check(ending)) {
+        PyErr_SetString(PyExc_TypeError, "DefaultHeaders.ending() must return bytes");
+        Py_CLEAR(ending);
+    }
+    return ending;
+}
+
+/* The connection option and the empty line (writer._connection_end). */
+static const char *
+connection_end(int keep_alive, int http11)
+{
+    if (!keep_alive) {
+        return "connection: close\r\n\r\n";
+    }
+    return http11 ? "\r\n" : "connection: keep-alive\r\n\r\n";
+}
+
+static PyObject *
+encode_head(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    PyObject *status;
+    PyObject *headers;
+    PyObject *defaults;
+    PyObject *body_length;
+    PyObject *status_line;
+    PyObject *special;
+    PyObject *content_length = NULL;
+    PyObject *seen = NULL;
+    PyObject *framing;
+    PyObject *ending = NULL;
+    PyObject *data;
+    PyObject *result;
+    long code;
+    int head_request;
+    int http11;
+    int keep_alive;
+    int close;
+    int failed;
+    char line[64];
+    Buffer buffer;
+
+    if (nargs != 7) {
+        PyErr_Format(PyExc_TypeError, "encode_head expected 7 arguments, got %zd", nargs);
+        return NULL;
+    }
+    if (status_lines == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "asgisock.http11._head is not configured");
+        return NULL;
+    }
+    status = args[0];
+    headers = args[1];
+    defaults = args[2];
+    body_length = args[6];
+    if ((head_request = PyObject_IsTrue(args[3])) < 0 || (http11 = PyObject_IsTrue(args[4])) < 0
+        || (keep_alive = PyObject_IsTrue(args[5])) < 0) {
+        return NULL;
+    }
+    code = PyLong_CheckExact(status) ? PyLong_AsLong(status) : -1;
+    if (code == -1 && PyErr_Occurred()) {
+        PyErr_Clear();
+    }
+    if (code < 100 || code > 599) {
+        PyErr_Format(InvalidResponse, "invalid status %R", status);
+        return NULL;
+    }
+    special = PyObject_GetAttr(defaults, special_name);
+    if (special == NULL) {
+        return NULL;
+    }
+    buffer.data = buffer.inline_data;
+    buffer.size = 0;
+    buffer.capacity = INLINE_SIZE;
+    status_line = PyDict_GetItemWithError(status_lines, status); /* borrowed */
+    if (status_line == NULL || !PyBytes_Check(status_line) || PyBytes_GET_SIZE(status_line) < 8) {
+        if (!PyErr_Occurred()) {
+            PyErr_Format(PyExc_RuntimeError, "no status line for %R", status);
+        }
+        goto error;
+    }
+    if (http11) {
+        failed = buffer_add(&buffer, PyBytes_AS_STRING(status_line), PyBytes_GET_SIZE(status_line));
+    }
+    else {
+        failed = buffer_add(&buffer, "HTTP/1.0", 8) < 0
+                 || buffer_add(&buffer, PyBytes_AS_STRING(status_line) + 8, PyBytes_GET_SIZE(status_line) - 8) < 0;
+    }
+    if (failed) {
+        goto error;
+    }
+    if (encode_fields_into(&buffer, headers, special, &content_length, &close, &seen) < 0) {
+        if (PyErr_ExceptionMatches(PyExc_TypeError) || PyErr_ExceptionMatches(PyExc_ValueError)) {
+            /* not an iterable of [bytes, bytes] pairs */
+            PyObject *type, *exc, *traceback;
+
+            PyErr_Fetch(&type, &exc, &traceback);
+            PyErr_NormalizeException(&type, &exc, &traceback);
+            PyErr_Format(InvalidResponse, "invalid headers %R: %S", headers, exc);
+            Py_XDECREF(type);
+            Py_XDECREF(exc);
+            Py_XDECREF(traceback);
+        }
+        goto error;
+    }
+    if (close) {
+        keep_alive = 0;
+    }
+    if (head_request || (code >= 100 && code < 200) || code == 204 || code == 304) {
+        framing = no_body;
+    }
+    else if (content_length != NULL) {
+        framing = content_length_framing;
+    }
+    else if (body_length != Py_None) {
+        Py_ssize_t length = PyLong_AsSsize_t(body_length);
+        int size;
+
+        if (length == -1 && PyErr_Occurred()) {
+            goto error;
+        }
+        framing = content_length_framing;
+        content_length = body_length;
+        Py_INCREF(content_length);
+        size = PyOS_snprintf(line, sizeof(line), "content-length: %zd\r\n", length);
+        if (buffer_add(&buffer, line, size) < 0) {
+            goto error;
+        }
+    }
+    else if (http11) {
+        framing = chunked;
+        if (buffer_add(&buffer, "transfer-encoding: chunked\r\n", 28) < 0) {
+            goto error;
+        }
+    }
+    else {
+        framing = close_delimited;
+        keep_alive = 0;
+    }
+    if (seen == NULL) {
+        ending = call_ending(defaults, keep_alive, http11);
+        failed = ending == NULL || buffer_add(&buffer, PyBytes_AS_STRING(ending), PyBytes_GET_SIZE(ending)) < 0;
+    }
+    else {
+        const char *end = connection_end(keep_alive, http11);
+
+        ending = PyObject_CallMethodObjArgs(defaults, without_name, seen, NULL);
+        if (ending != NULL && !PyBytes_Check(ending)) {
+            PyErr_SetString(PyExc_TypeError, "DefaultHeaders.without() must return bytes");
+            Py_CLEAR(ending);
+        }
+        failed = ending == NULL || buffer_add(&buffer, PyBytes_AS_STRING(ending), PyBytes_GET_SIZE(ending)) < 0
+                 || buffer_add(&buffer, end, (Py_ssize_t)strlen(end)) < 0;
+    }
+    if (failed) {
+        goto error;
+    }
+    data = PyBytes_FromStringAndSize(buffer.data, buffer.size);
+    if (data == NULL) {
+        goto error;
+    }
+    result = PyTuple_Pack(4, data, framing, content_length != NULL ? content_length : Py_None,
+                          keep_alive ? Py_True : Py_False);
+    Py_DECREF(data);
+    Py_XDECREF(ending);
     Py_XDECREF(content_length);
     Py_XDECREF(seen);
+    Py_DECREF(special);
+    buffer_free(&buffer);
+    return result;
+error:
+    Py_XDECREF(ending);
+    Py_XDECREF(content_length);
+    Py_XDECREF(seen);
+    Py_DECREF(special);
+    buffer_free(&buffer);
     return NULL;
 }
 
-static PyMethodDef fields_methods[] = {
-    {"encode_fields", (PyCFunction)(void (*)(void))encode_fields, METH_FASTCALL,
-     "encode_fields(headers, special, /)\n--\n\n"
-     "The fields of a response head, checked and encoded: (fields, content_length, close, seen).\n\n"
-     "See asgisock.http11.writer.encode_fields_python, which gives the same results."},
+static PyObject *
+configure(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    int i;
+
+    if (nargs != 5) {
+        PyErr_Format(PyExc_TypeError, "configure expected 5 arguments, got %zd", nargs);
+        return NULL;
+    }
+    if (!PyDict_Check(args[0])) {
+        PyErr_SetString(PyExc_TypeError, "status_lines must be a dict");
+        return NULL;
+    }
+    for (i = 0; i < 5; i++) {
+        Py_INCREF(args[i]);
+    }
+    Py_XSETREF(status_lines, args[0]);
+    Py_XSETREF(no_body, args[1]);
+    Py_XSETREF(content_length_framing, args[2]);
+    Py_XSETREF(chunked, args[3]);
+    Py_XSETREF(close_delimited, args[4]);
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef head_methods[] = {
+    {"encode_head", (PyCFunction)(void (*)(void))encode_head, METH_FASTCALL,
+     "encode_head(status, headers, defaults, head_request, http11, keep_alive, body_length, /)\n--\n\n"
+     "A response head, checked and encoded: (data, framing, content_length, keep_alive).\n\n"
+     "See asgisock.http11.writer.encode_head_python, which gives the same results."},
+    {"configure", (PyCFunction)(void (*)(void))configure, METH_FASTCALL,
+     "configure(status_lines, no_body, content_length, chunked, close_delimited, /)\n--\n\n"
+     "The status lines by status, and the members of Framing, from asgisock.http11.writer."},
     {NULL, NULL, 0, NULL},
 };
 
-static struct PyModuleDef fields_module = {
+static struct PyModuleDef head_module = {
     PyModuleDef_HEAD_INIT,
-    "asgisock.http11._fields",
-    "C encoding of the header fields of a response head.",
+    "asgisock.http11._head",
+    "C encoding of HTTP/1.1 response heads.",
     -1,
-    fields_methods,
+    head_methods,
     NULL,
     NULL,
     NULL,
@@ -399,7 +612,7 @@ static struct PyModuleDef fields_module = {
 };
 
 PyMODINIT_FUNC
-PyInit__fields(void)
+PyInit__head(void)
 {
     static const char others[] = "!#$%&'*+-.^_`|~";
     PyObject *exceptions;
@@ -421,5 +634,11 @@ PyInit__fields(void)
     if (InvalidResponse == NULL) {
         return NULL;
     }
-    return PyModule_Create(&fields_module);
+    special_name = PyUnicode_InternFromString("special");
+    ending_name = PyUnicode_InternFromString("ending");
+    without_name = PyUnicode_InternFromString("without");
+    if (special_name == NULL || ending_name == NULL || without_name == NULL) {
+        return NULL;
+    }
+    return PyModule_Create(&head_module);
 }
