@@ -26,6 +26,7 @@ from asgisock.lifespan import Lifespan
 from asgisock.logging import configure_logging, error_logger
 from asgisock.supervisor import supervise
 from asgisock.transport.accept import Acceptor
+from asgisock.transport.addresses import listening_address
 from asgisock.transport.http import HTTPProtocol
 from asgisock.transport.state import ServerState
 from asgisock.transport.tls import Certificates
@@ -178,28 +179,41 @@ class Server:
             self._listen_accepting(state, sockets)
             return
 
+        # Each listener tells its connections their server address where it is the same for all
+        # (listening_address), set before the first connection is accepted.
+        local: tuple[str, int | None] | None = None
+
         def factory() -> asyncio.Protocol:
-            return HTTPProtocol(state)
+            return HTTPProtocol(state, local=local)
+
+        async def listen(sock: socket.socket) -> None:
+            address = listening_address([sock])
+            self.servers.append(await loop.create_server(lambda: HTTPProtocol(state, local=address), sock=sock,
+                                                         backlog=config.backlog))
 
         if sockets:
             for sock in sockets:
-                self.servers.append(await loop.create_server(factory, sock=sock, backlog=config.backlog))
+                await listen(sock)
         elif config.fd is not None:
-            sock = socket.fromfd(config.fd, socket.AF_INET, socket.SOCK_STREAM)
-            self.servers.append(await loop.create_server(factory, sock=sock, backlog=config.backlog))
+            await listen(socket.fromfd(config.fd, socket.AF_INET, socket.SOCK_STREAM))
         elif config.uds:
             with contextlib.suppress(FileNotFoundError):
                 if os.path.exists(config.uds) and not _is_socket(config.uds):
                     raise ConfigError("--uds", f"{config.uds} exists and is not a socket")
                 os.unlink(config.uds)
-            server = await loop.create_unix_server(factory, path=config.uds, backlog=config.backlog)
+            server = await loop.create_unix_server(factory, path=config.uds, backlog=config.backlog,
+                                                   start_serving=False)
             os.chmod(config.uds, config.uds_perms)
             self._bound_uds = config.uds
+            local = listening_address(server.sockets)
             self.servers.append(server)
+            await server.start_serving()
         else:
-            server = await loop.create_server(factory, host=config.host, port=config.port,
-                                              backlog=config.backlog, reuse_address=True)
+            server = await loop.create_server(factory, host=config.host, port=config.port, backlog=config.backlog,
+                                              reuse_address=True, start_serving=False)
+            local = listening_address(server.sockets)
             self.servers.append(server)
+            await server.start_serving()
 
     def _listen_accepting(self, state: ServerState, sockets: Sequence[socket.socket] | None) -> None:
         """Listen with an :class:`Acceptor`, which readies each connection (PROXY header, TLS

@@ -46,10 +46,14 @@ class HTTPProtocol(WriteFlow, FileBodies, asyncio.Protocol):
     kind: Final = "http"
     """What the metrics count this connection as (``ServerState.metrics_snapshot``)."""
 
-    def __init__(self, state: ServerState, origin: ProxyHeader | None = None) -> None:
+    def __init__(self, state: ServerState, origin: ProxyHeader | None = None, *,
+                 local: tuple[str, int | None] | None = None) -> None:
         self.state = state
         self.origin = origin
         """What a PROXY protocol header said of the connection's two ends."""
+        self.server = local
+        """The server address: the listener's when it gives one (:func:`listening_address`),
+        else the connection's own, asked for when it is made."""
         config = state.config
         self.loop = state.loop
         self.app = state.app
@@ -74,7 +78,8 @@ class HTTPProtocol(WriteFlow, FileBodies, asyncio.Protocol):
         self.writer = ResponseWriter(state.defaults)
         """Frames each response in turn, and decides whether the connection carries another."""
         self.client = client_address(transport)
-        self.server = server_address(transport)
+        if self.server is None:
+            self.server = server_address(transport)
         origin = self.origin
         if origin is not None and origin.client is not None:
             self.client, self.server = origin.client, origin.server

@@ -54,6 +54,23 @@ def test_scope(loop: str) -> None:
                                    "http.response.trailers": {}, "http.response.early_hint": {}}
 
 
+@pytest.mark.parametrize("host", ["127.0.0.1", "0.0.0.0", "::"])
+def test_the_server_address_is_the_one_the_client_reached(loop: str, host: str) -> None:
+    """A listener on one address gives it to every connection without asking each; on a
+    wildcard address each connection says which of the host's addresses it reached."""
+    try:
+        probe = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+        probe.bind((host, 0))
+        probe.close()
+    except OSError:
+        pytest.skip(f"cannot listen on {host} here")
+    reached = "::1" if ":" in host else "127.0.0.1"
+    with serve(echo_scope, loop=loop, host=host) as server:
+        url = f"http://[{reached}]:{server.port}/" if ":" in reached else f"http://{reached}:{server.port}/"
+        scope = httpx.get(url).json()
+    assert scope["server"] == [reached, server.port]
+
+
 def test_header_order_and_duplicates_kept(loop: str) -> None:
     with serve(echo_scope, loop=loop) as server:
         data = raw(server.port, b"GET / HTTP/1.1\r\nHost: x\r\nX-A: 1\r\nX-B: 2\r\nx-a: 3\r\nConnection: close\r\n\r\n")

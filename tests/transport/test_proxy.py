@@ -168,6 +168,7 @@ def test_unix_socket_peers(loop: str, tmp_path: Path, trust: str, honoured: bool
         scope = scope_of(read_all(sock))
     assert scope["client"] == (["203.0.113.7", 0] if honoured else None)
     assert scope["scheme"] == ("https" if honoured else "http")
+    assert scope["server"] == [path, None]
 
 
 @pytest.mark.parametrize(("proto", "scheme"), [("https", "wss"), ("wss", "wss"), ("http", "ws"), (None, "ws")])
