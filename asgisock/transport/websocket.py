@@ -257,12 +257,15 @@ class WebSocketProtocol(WriteFlow, asyncio.Protocol):
         except ConnectionClosedError:
             raise ClientDisconnected("the WebSocket connection is closed") from None
         if not self.closed:
-            frames = conn.data_to_send()
+            chunks = conn.chunks_to_send()
             metrics = self.metrics
             if metrics is not None:  # inlined: a call would cost more than the counting
                 metrics.ws_messages_out += 1
-                metrics.ws_bytes_out += len(frames)
-            self.transport.write(frames)
+                metrics.ws_bytes_out += sum(map(len, chunks))
+            if len(chunks) == 1:
+                self.transport.write(chunks[0])
+            else:
+                self.transport.writelines(chunks)  # a large payload after its header, not copied
         return None
 
     async def _send_compressed_off_loop(self, conn: WebSocketConnection, data: str | bytes) -> None:

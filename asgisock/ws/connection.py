@@ -44,6 +44,7 @@ from asgisock.ws.frames import (
     build_frame,
     decode_close,
     encode_close,
+    frame_header,
     is_valid_close_code,
     parse_header,
 )
@@ -134,6 +135,9 @@ _SHORT_HEADER = 6
 # First byte of a whole message: FIN set, RSV1-3 clear, opcode text or binary.
 _WHOLE_TEXT = 0x80 | Opcode.TEXT
 _WHOLE_BINARY = 0x80 | Opcode.BINARY
+SEPARATE_PAYLOAD: Final = 16384
+"""Payloads from this size are queued apart from their frame header (:meth:`chunks_to_send`):
+copying them into one string with it would cost more than a second buffer in the write."""
 
 
 class WebSocketConnection:
@@ -257,6 +261,14 @@ class WebSocketConnection:
         self._output.clear()
         return data
 
+    def chunks_to_send(self) -> list[bytes]:
+        """:meth:`data_to_send` as the pieces it joins: a large payload stays a piece of its own,
+        after its frame's header, so that a transport that writes a list at once (``writelines``,
+        one ``writev``) never copies it."""
+        chunks = self._output
+        self._output = []
+        return chunks
+
     def closed_delivered(self) -> None:
         """Tell the connection that the application has received ``Closed``.
 
@@ -375,6 +387,8 @@ class WebSocketConnection:
         if self.deflate is not None and self.deflate.should_compress(len(payload)):
             # RFC 7692 §6: a compressed message has RSV1 set on its first frame.
             self._output.append(build_frame(opcode, self.deflate.compress(payload), rsv1=True))
+        elif len(payload) >= SEPARATE_PAYLOAD:
+            self._output += (frame_header(opcode, len(payload)), payload)
         else:
             self._output.append(build_frame(opcode, payload))
 

@@ -25,6 +25,7 @@ __all__ = [
     "build_frame",
     "decode_close",
     "encode_close",
+    "frame_header",
     "is_valid_close_code",
     "parse_header",
 ]
@@ -191,17 +192,21 @@ SHORT_TEXT_HEADERS: tuple[bytes, ...] = tuple(bytes((0x80 | Opcode.TEXT, n)) for
 SHORT_BINARY_HEADERS: tuple[bytes, ...] = tuple(bytes((0x80 | Opcode.BINARY, n)) for n in range(126))
 
 
-def build_frame(opcode: Opcode, payload: bytes, *, fin: bool = True, rsv1: bool = False) -> bytes:
-    """Serialize one unmasked server frame (RFC 6455 §5.2)."""
+def frame_header(opcode: Opcode, length: int, *, fin: bool = True, rsv1: bool = False) -> bytes:
+    """The header of one unmasked server frame with a ``length``-byte payload (RFC 6455 §5.2)."""
     first = opcode | (0x80 if fin else 0) | (0x40 if rsv1 else 0)
-    length = len(payload)
     if opcode >= 0x8 and (length > 125 or not fin):
         raise ValueError("control frames must be unfragmented with at most 125 bytes")
     if length < 126:
-        return bytes((first, length)) + payload
+        return bytes((first, length))
     if length < 65536:
-        return _HEADER_16.pack(first, 126, length) + payload
-    return _HEADER_64.pack(first, 127, length) + payload
+        return _HEADER_16.pack(first, 126, length)
+    return _HEADER_64.pack(first, 127, length)
+
+
+def build_frame(opcode: Opcode, payload: bytes, *, fin: bool = True, rsv1: bool = False) -> bytes:
+    """Serialize one unmasked server frame (RFC 6455 §5.2)."""
+    return frame_header(opcode, len(payload), fin=fin, rsv1=rsv1) + payload
 
 
 def is_valid_close_code(code: int) -> bool:

@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from asgisock.ws.connection import (
+    SEPARATE_PAYLOAD,
     BytesMessage,
     Closed,
     ConnectionClosedError,
@@ -1016,3 +1017,20 @@ def test_send_message_large() -> None:
 def test_encode_message() -> None:
     assert WebSocketConnection.encode_message("é") == (Opcode.TEXT, b"\xc3\xa9")
     assert WebSocketConnection.encode_message(b"\xff") == (Opcode.BINARY, b"\xff")
+
+
+@given(st.lists(st.one_of(st.binary(max_size=200), st.text(max_size=50),
+                          st.integers(min_value=SEPARATE_PAYLOAD - 2, max_value=70_000).map(lambda n: b"x" * n)),
+                max_size=6))
+def test_the_pieces_to_send_join_into_the_bytes_to_send(messages: list[str | bytes]) -> None:
+    """The transport writes the pieces as they are; they must make the same bytes, with every
+    large payload a piece of its own, the very object the app sent (never copied)."""
+    joined, pieces = WebSocketConnection(), WebSocketConnection()
+    for connection in (joined, pieces):
+        for message in messages:
+            connection.send_message(message)
+    chunks = pieces.chunks_to_send()
+    assert b"".join(chunks) == joined.data_to_send()
+    large = [message for message in messages if isinstance(message, bytes) and len(message) >= SEPARATE_PAYLOAD]
+    assert [chunk for chunk in chunks if any(chunk is message for message in large)] == large
+    assert pieces.chunks_to_send() == [] and pieces.data_to_send() == b""
