@@ -121,7 +121,8 @@ class HTTPProtocol(WriteFlow, FileBodies, asyncio.Protocol):
             # _dispatch would do, in fewer steps.
             self._start_cycle(events[0], complete=True)
         else:
-            self._dispatch(events)
+            self.pending.extend(events)
+            self._dispatch()
 
     def eof_received(self) -> bool | None:
         # The client is gone (or half-closed, which HTTP/1.1 gives no meaning): close, so an app
@@ -148,10 +149,16 @@ class HTTPProtocol(WriteFlow, FileBodies, asyncio.Protocol):
             error_logger.log(TRACE, "%s - HTTP connection lost", self.client)
 
     # -- events from the parser ------------------------------------------------------------
-    def _dispatch(self, events: list[Event]) -> None:
-        for index, event in enumerate(events):
+    def _dispatch(self) -> None:
+        """Act on the parser's events in :attr:`pending`, in order, taking each out as it is
+        done: a request that finds the one before it still answering stops there, and it and
+        what follows wait in place (no copy per response of a pipelined batch)."""
+        pending = self.pending
+        while pending:
+            event = pending[0]
             kind = type(event)
             if kind is bytes:
+                pending.popleft()
                 cycle = self.body_cycle
                 self.idle_since = self.loop.time()  # the body makes progress
                 if self.body_clock is not None:
@@ -160,28 +167,33 @@ class HTTPProtocol(WriteFlow, FileBodies, asyncio.Protocol):
                     self._update_reading()
             elif kind is Request:
                 if self.cycle is not None:
-                    self._defer(events, index)
+                    if self.held is None or not self.read_paused:  # else deferred already
+                        self._defer()
                     return
+                pending.popleft()
                 # A request whose end is already read (no body, the usual keep-alive read)
                 # starts complete: no body clock, nothing to wait for from the client.
-                complete = index + 1 < len(events) and events[index + 1] is END_OF_MESSAGE
+                complete = bool(pending) and pending[0] is END_OF_MESSAGE
                 self._start_cycle(event, complete=complete)  # type: ignore[arg-type]
             elif kind is EndOfMessage:
+                pending.popleft()
                 if self.body_cycle is not None:
                     self.body_cycle.request_complete()
                     self.body_cycle = None
+            elif self.body_cycle is not None:
+                pending.clear()  # after an error in the framing, what follows cannot be trusted
+                self._body_failed(self.body_cycle, event)  # type: ignore[arg-type]
+                return
+            elif self.cycle is not None:
+                self._defer()
+                return
             else:
-                if self.body_cycle is not None:
-                    self._body_failed(self.body_cycle, event)  # type: ignore[arg-type]
-                elif self.cycle is not None:
-                    self._defer(events, index)
-                else:
-                    self._reject(event)  # type: ignore[arg-type]
+                pending.clear()
+                self._reject(event)  # type: ignore[arg-type]
                 return
 
-    def _defer(self, events: list[Event], index: int) -> None:
-        """Keep pipelined events until the current response is complete."""
-        self.pending.extend(events[index:])
+    def _defer(self) -> None:
+        """Keep the pipelined events left in :attr:`pending` until the current response is complete."""
         if self.held is None:
             self._hold()
         self._update_reading()
@@ -356,9 +368,7 @@ class HTTPProtocol(WriteFlow, FileBodies, asyncio.Protocol):
             self._close()
             return
         if self.pending:
-            events = list(self.pending)
-            self.pending.clear()
-            self._dispatch(events)
+            self._dispatch()
         if self.cycle is None:
             if self.held is not None:
                 self._flush()  # the last of a pipelined batch
