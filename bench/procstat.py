@@ -45,12 +45,18 @@ def tree(pid: int) -> list[int]:
 
 def cpu_seconds(pids: list[int]) -> float:
     """User plus system CPU time of ``pids`` (fields 14 and 15 of /proc/PID/stat)."""
-    total = 0
+    return sum(cpu_times(pids))
+
+
+def cpu_times(pids: list[int]) -> tuple[float, float]:
+    """User and system CPU time of ``pids``, apart."""
+    user = system = 0
     for pid in pids:
         fields = _stat_fields(pid)
         if fields is not None:
-            total += int(fields[11]) + int(fields[12])
-    return total / CLOCK_TICKS
+            user += int(fields[11])
+            system += int(fields[12])
+    return user / CLOCK_TICKS, system / CLOCK_TICKS
 
 
 def rss_bytes(pids: list[int]) -> int:

@@ -102,7 +102,8 @@ def throughput_rows(table: Table) -> list[str]:
     latency = table.scenario.name.startswith(("ws-echo", "wss-echo"))
     head = f"| server | {table.scenario.unit} (median) | {TIMES} uvicorn | of ceiling |"
     head += " p50 / p99 round trip |" if latency else ""
-    head += " server CPU | generator CPU | rounds |"
+    head += f" server CPU | server CPU per {table.scenario.unit.split('/')[0].split()[0].rstrip('s')}, µs (user) |"
+    head += " generator CPU | rounds |"
     rows = [head, "|" + "---|" * head.count(" |")]
     for server in table.servers:
         cells = [
@@ -118,11 +119,23 @@ def throughput_rows(table: Table) -> list[str]:
                                                                                   "client_cpu")
         cells += [
             fmt(server_cpu and 100 * server_cpu, 0, "%"),
+            cpu_per_unit(table, server),
             fmt(client_cpu and 100 * client_cpu, 0, "%"),
             ", ".join(fmt(r["value"]) for r in table.ok_runs(server)),
         ]
         rows.append("| " + " | ".join(cells) + " |")
     return rows
+
+
+def cpu_per_unit(table: Table, server: str) -> str:
+    """The server's CPU time per request or message (the median over rounds), with its user
+    part where the run recorded it: what a rate hides when the load generator is the limit."""
+    runs = [r for r in table.ok_runs(server) if r.get("server_cpu") and r.get("value")]
+    if not runs:
+        return DASH
+    total = statistics.median(1e6 * r["server_cpu"] / r["value"] for r in runs)
+    users = [1e6 * r["server_user_cpu"] / r["value"] for r in runs if r.get("server_user_cpu") is not None]
+    return f"{total:,.1f} ({statistics.median(users):,.1f})" if users else f"{total:,.1f}"
 
 
 def memory_rows(table: Table) -> list[str]:

@@ -113,10 +113,12 @@ def run_wrk(
     argv = wrk_argv(settings, server, script, settings.duration, headers or [],
                     script_args or [], path)
     pids = procstat.tree(server.pid)
-    server_before, client_before, wall = procstat.cpu_seconds(pids), children_cpu(), time.time()
+    (user_before, system_before), client_before, wall = procstat.cpu_times(pids), children_cpu(), time.time()
     done = subprocess.run(argv, capture_output=True, text=True, check=False)
     wall = time.time() - wall
-    server_cpu = procstat.cpu_seconds(pids) - server_before
+    user_after, system_after = procstat.cpu_times(pids)
+    server_user = user_after - user_before
+    server_cpu = server_user + system_after - system_before
     summary = last_json(done.stdout)
     seconds = summary["duration_us"] / 1e6
     errors = sum(summary[k] for k in ("connect_errors", "read_errors", "write_errors",
@@ -135,6 +137,7 @@ def run_wrk(
         "mib_per_s": summary["bytes"] / seconds / 2**20,
         "errors": errors,
         "server_cpu": server_cpu / wall,
+        "server_user_cpu": server_user / wall,
         "client_cpu": (children_cpu() - client_before) / wall,
     }
 
