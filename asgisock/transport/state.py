@@ -43,9 +43,9 @@ class ServerState:
         """Protocol instances with a live transport; each has ``shutdown()``."""
         self.tasks: set[asyncio.Task[None]] = set()
         self.requests = 0
+        """Requests started (WebSocket handshakes included), for ``--limit-max-requests``."""
         self.draining = False
         """The server is shutting down: a connection accepted now carries one request at most."""
-        """Requests started (WebSocket handshakes included), for ``--limit-max-requests``."""
         self.app_state: dict[str, Any] = {}
         """The lifespan ``state`` namespace; every scope gets a shallow copy."""
         self.defaults = DefaultHeaders(
