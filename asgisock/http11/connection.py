@@ -39,7 +39,9 @@ _HEAD_OVERHEAD: Final = len(b"  HTTP/1.1\r\n\r\n")
 
 _SLICE: Final = 65536
 """Bytes fed to llhttp at once. Chunk extensions and trailers are bounded between feeds, so a
-feed that ends in them may hide up to this many bytes from the limit."""
+feed that ends in them may hide up to this many bytes from the limit. A Content-Length body
+holds no framing, and goes to llhttp whole however long."""
+_HEAD_END: Final = b"\r\n\r\n"
 
 
 _HASH: Final = ord("#")
@@ -60,8 +62,9 @@ class ParserState(enum.Enum):
     __hash__ = object.__hash__
 
     IDLE = enum.auto()
-    """Outside a head and a chunked body: between requests, or in a Content-Length body (which
-    llhttp bounds by its length)."""
+    """Between requests."""
+    BODY = enum.auto()
+    """Inside a Content-Length body, which llhttp bounds by its length: no framing to limit."""
     HEAD = enum.auto()
     """Inside a request head: its bytes so far count against the head limit."""
     CHUNKED = enum.auto()
@@ -75,6 +78,7 @@ class ParserState(enum.Enum):
 
 
 IDLE: Final = ParserState.IDLE
+BODY: Final = ParserState.BODY
 HEAD: Final = ParserState.HEAD
 CHUNKED: Final = ParserState.CHUNKED
 IN_CHUNK: Final = ParserState.IN_CHUNK
@@ -88,7 +92,9 @@ class ParserEvent(enum.Enum):
 
     MESSAGE_BEGIN = enum.auto()
     HEAD_COMPLETE = enum.auto()
-    """The head of a request without a body, or with a Content-Length body."""
+    """The head of a request without a body."""
+    BODY_HEAD_COMPLETE = enum.auto()
+    """The head of a request with a Content-Length body."""
     CHUNKED_HEAD_COMPLETE = enum.auto()
     CHUNK_BEGIN = enum.auto()
     CHUNK_COMPLETE = enum.auto()
@@ -101,19 +107,22 @@ class ParserEvent(enum.Enum):
 PARSER_TRANSITIONS: Final[dict[ParserEvent, dict[ParserState, ParserState]]] = {
     ParserEvent.MESSAGE_BEGIN: {IDLE: HEAD},
     ParserEvent.HEAD_COMPLETE: {HEAD: IDLE},
+    ParserEvent.BODY_HEAD_COMPLETE: {HEAD: BODY, IDLE: BODY},
     ParserEvent.CHUNKED_HEAD_COMPLETE: {HEAD: CHUNKED, IDLE: CHUNKED},
     ParserEvent.CHUNK_BEGIN: {CHUNKED: IN_CHUNK},
     ParserEvent.CHUNK_COMPLETE: {IN_CHUNK: CHUNKED},
-    ParserEvent.MESSAGE_COMPLETE: {IDLE: IDLE, CHUNKED: IDLE, IN_CHUNK: IDLE},
+    ParserEvent.MESSAGE_COMPLETE: {IDLE: IDLE, BODY: IDLE, CHUNKED: IDLE, IN_CHUNK: IDLE},
     ParserEvent.SWITCH: {IDLE: SWITCHED},
-    ParserEvent.FAIL: {IDLE: ERRORED, HEAD: ERRORED, CHUNKED: ERRORED, IN_CHUNK: ERRORED},
+    ParserEvent.FAIL: {IDLE: ERRORED, HEAD: ERRORED, BODY: ERRORED, CHUNKED: ERRORED, IN_CHUNK: ERRORED},
 }
 """The allowed transitions, as data: ``PARSER_TRANSITIONS[event][state]`` is the next state; a
-missing entry is a refused transition (KeyError). ``CHUNKED_HEAD_COMPLETE`` from ``IDLE`` is the
-body of a request whose upgrade was not taken, which llhttp reports as ended after its head."""
+missing entry is a refused transition (KeyError). ``BODY_HEAD_COMPLETE`` and
+``CHUNKED_HEAD_COMPLETE`` from ``IDLE`` are the body of a request whose upgrade was not taken,
+which llhttp reports as ended after its head."""
 
 _ON_MESSAGE_BEGIN: Final = PARSER_TRANSITIONS[ParserEvent.MESSAGE_BEGIN]
 _ON_HEAD_COMPLETE: Final = PARSER_TRANSITIONS[ParserEvent.HEAD_COMPLETE]
+_ON_BODY_HEAD_COMPLETE: Final = PARSER_TRANSITIONS[ParserEvent.BODY_HEAD_COMPLETE]
 _ON_CHUNKED_HEAD_COMPLETE: Final = PARSER_TRANSITIONS[ParserEvent.CHUNKED_HEAD_COMPLETE]
 _ON_CHUNK_BEGIN: Final = PARSER_TRANSITIONS[ParserEvent.CHUNK_BEGIN]
 _ON_CHUNK_COMPLETE: Final = PARSER_TRANSITIONS[ParserEvent.CHUNK_COMPLETE]
@@ -159,6 +168,7 @@ class HTTP11Connection:
     __slots__ = (
         "_accounted",
         "_authority",
+        "_body_left",
         "_body_length",
         "_chunked",
         "_events",
@@ -195,6 +205,8 @@ class HTTP11Connection:
         self._valid_host: bytes | None = None
         self._chunked = False
         self._body_length = 0
+        self._body_left = 0
+        """Bytes of the Content-Length body still to come, while in ``BODY``."""
         self._progress = False
         """Chunk headers or body data were read since the last feed: data, not a state."""
         self._framing_run = 0
@@ -222,7 +234,7 @@ class HTTP11Connection:
             return
         if state is ERRORED:
             return
-        if len(data) > _SLICE:
+        if len(data) > _SLICE and not (state is BODY and len(data) <= self._body_left):
             self._receive_slices(data)
             return
         continued = state is HEAD
@@ -285,10 +297,25 @@ class HTTP11Connection:
         return tail.lstrip(b"\r\n") in (line + b"\r\n", line + b"\n")
 
     def _receive_slices(self, data: bytes | memoryview) -> None:
-        """Limits are checked between feeds: slices keep what one feed can hide from them small."""
+        """Limits are checked between feeds: slices keep what one feed can hide from them small.
+
+        The rest of a Content-Length body goes in one piece; between requests, a slice ends
+        where the next head does (when that is in reach), so that the body after it can. Where
+        the slices fall never changes the events, only how body bytes are grouped."""
         view = memoryview(data)
-        for start in range(0, len(view), _SLICE):
-            self.receive_data(view[start : start + _SLICE])
+        searched = data if isinstance(data, bytes) else view.tobytes()
+        start, end = 0, len(view)
+        while start < end:
+            state = self._state
+            if state is BODY and self._body_left > 0:
+                stop = start + self._body_left
+            elif state is IDLE:
+                head_end = searched.find(_HEAD_END, start, start + _SLICE)
+                stop = head_end + len(_HEAD_END) if head_end >= 0 else start + _SLICE
+            else:
+                stop = start + _SLICE
+            self.receive_data(view[start:stop])
+            start = stop
 
     def events_received(self) -> list[Event]:
         events, self._events = self._events, []
@@ -371,11 +398,19 @@ class HTTP11Connection:
                 # head would be read as a body by some and as WebSocket frames by others.
                 self._reject(400, "WebSocket handshake with a body")
         self._progress = chunked = self._chunked
-        self._state = (_ON_CHUNKED_HEAD_COMPLETE if chunked else _ON_HEAD_COMPLETE)[self._state]
+        if chunked:
+            self._state = _ON_CHUNKED_HEAD_COMPLETE[self._state]
+        elif self._body_length:
+            self._body_left = self._body_length
+            self._state = _ON_BODY_HEAD_COMPLETE[self._state]
+        else:
+            self._state = _ON_HEAD_COMPLETE[self._state]
         self._events.append(request)
 
     def on_body(self, body: bytes) -> None:
-        self._accounted += len(body)
+        size = len(body)
+        self._accounted += size
+        self._body_left -= size  # meaningful in BODY only
         self._progress = True
         self._events.append(body)
 
@@ -425,33 +460,42 @@ class HTTP11Connection:
     def _check_fields(self, method: bytes, version: str, watched: list[tuple[bytes, bytes]], path: bytes,
                       query: bytes) -> Request:
         """Check Host, framing, Expect and the connection options; the request they describe."""
-        lines: dict[bytes, list[bytes]] = {}
+        # One pass over the fields kept aside, with a field's lines combined with commas as
+        # they come (RFC 9110 §5.3); then the checks, in the order that decides which error wins.
+        host = codings = length = expectations = options = protocols = None
+        hosts = 0
+        forwarded = False
         for name, value in watched:
-            lines.setdefault(name, []).append(value)
-
-        def combined(name: bytes) -> bytes | None:
-            """A field's lines as one value: RFC 9110 §5.3, they combine with commas."""
-            values = lines.get(name)
-            return None if values is None else b",".join(values)
-
-        hosts = lines.get(b"host", [])
-        self._check_host(version, hosts[-1] if hosts else None, len(hosts))
-        codings = combined(b"transfer-encoding")
+            if name == b"host":
+                host = value
+                hosts += 1
+            elif name == b"content-length":
+                length = value  # llhttp refuses a second
+            elif name == b"transfer-encoding":
+                codings = value if codings is None else codings + b"," + value
+            elif name == b"connection":
+                options = value if options is None else options + b"," + value
+            elif name == b"expect":
+                expectations = value if expectations is None else expectations + b"," + value
+            elif name == b"upgrade":
+                protocols = value if protocols is None else protocols + b"," + value
+            else:
+                forwarded = True  # the rest of the watched fields are FORWARDING_FIELDS
+        self._check_host(version, host, hosts)
         if codings is not None:
             self._check_codings(version, codings)
-        elif b"content-length" in lines:
-            self._body_length = self._content_length(lines[b"content-length"][-1])  # llhttp refuses a second
-        expectations = combined(b"expect")
+        elif length is not None:
+            self._body_length = self._content_length(length)
         expect_continue = expectations is not None and self._check_expect(version, expectations)
-        options = combined(b"connection") or b""
         # RFC 9112 §9.3: HTTP/1.1 is persistent unless "close"; HTTP/1.0 only with "keep-alive".
-        keep_alive = not has_token(options, b"close") and (version == "1.1" or has_token(options, b"keep-alive"))
-        protocols = combined(b"upgrade")
+        if options is None:
+            keep_alive = version == "1.1"
+        else:
+            keep_alive = not has_token(options, b"close") and (version == "1.1" or has_token(options, b"keep-alive"))
         # llhttp flags an upgrade only with a ``Connection: upgrade`` option too (RFC 9110 §7.8);
         # an ``Upgrade`` field alone is informational and served as plain HTTP.
         upgrade = (self._upgrade_websocket and protocols is not None and has_token(protocols, b"websocket")
                    and self._parser.should_upgrade())
-        forwarded = not FORWARDING_FIELDS.isdisjoint(lines)
         return new_request(Request, (method, self._url, version, self._headers, keep_alive, expect_continue, upgrade,
                                      path, query, forwarded))
 
@@ -542,6 +586,9 @@ class HTTP11Connection:
         assert last is END_OF_MESSAGE, last  # llhttp ended the message where the body begins
         if self._chunked:
             self._state = _ON_CHUNKED_HEAD_COMPLETE[self._state]
+        elif self._body_length:
+            self._body_left = self._body_length
+            self._state = _ON_BODY_HEAD_COMPLETE[self._state]
         self._parser = _new_parser(_BodyAfterUpgrade(self))
         self._parser.feed_data(self._body_head(request))
         if rest:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from asgisock.http11.connection import MAX_HEADER_COUNT, HTTP11Connection
+from asgisock.http11.connection import MAX_HEADER_COUNT, HTTP11Connection, ParserState
 from asgisock.http11.events import END_OF_MESSAGE, Event, Request, RequestError
 from tests.corpus.http_cases import CASES, LIMIT, Case
 from tests.corpus.sansio import check, feed
@@ -71,10 +71,28 @@ def test_chunked_body() -> None:
     assert evs[1:] == [b"he", b"llo", END_OF_MESSAGE]
 
 
-def test_large_read_is_fed_in_slices() -> None:
+def test_a_content_length_body_in_a_large_read_is_fed_whole() -> None:
+    """It holds no framing to bound, so it is not sliced; the head before it is cut off first."""
     body = bytes(range(256)) * 4096  # 1 MiB
     conn = HTTP11Connection()
-    conn.receive_data(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+    head = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(body)
+    conn.receive_data(head + body + head + body[:100])
+    evs = conn.events_received()
+    assert [type(e) for e in evs] == [Request, bytes, type(END_OF_MESSAGE), Request, bytes]
+    assert evs[1] == body
+    assert evs[4] == body[:100]
+    assert conn.state is ParserState.BODY
+    conn.receive_data(body[100:])
+    assert conn.events_received() == [body[100:], END_OF_MESSAGE]
+    assert conn.state is ParserState.IDLE
+
+
+def test_a_chunked_body_in_a_large_read_is_fed_in_slices() -> None:
+    """Chunk framing is bounded between feeds: no feed may hide more than a slice of it."""
+    body = bytes(range(256)) * 4096
+    conn = HTTP11Connection()
+    conn.receive_data(b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+                      + b"%x\r\n" % len(body) + body + b"\r\n0\r\n\r\n")
     evs = conn.events_received()
     assert body_of(evs) == body
     assert evs[-1] is END_OF_MESSAGE

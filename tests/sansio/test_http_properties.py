@@ -136,3 +136,30 @@ def test_any_split_of_a_corrupted_stream_gives_the_same_outcome(sent: list[Sent]
     whole = normalise(feed([bytes(data)]))
     assert normalise(feed(split(bytes(data), cuts))) == whole
     assert normalise(feed([bytes(data[i : i + 1]) for i in range(len(data))])) == whole
+
+
+large_bodies = st.builds(lambda pattern, size: (pattern * (size // len(pattern) + 1))[:size],
+                         st.sampled_from([b"x", b"\r\n\r\n", b"0\r\n\r\n", bytes(range(256))]),
+                         st.integers(0, 300_000))
+large_requests = st.builds(
+    Sent,
+    method=st.sampled_from([b"GET", b"POST"]),
+    target=st.just(b"/upload"),
+    headers=st.just(()),
+    body=large_bodies,
+    framing=st.sampled_from(["none", "length", "chunked"]),
+    chunks=st.lists(st.integers(0, 300_000), max_size=3).map(tuple),
+    extension=st.sampled_from([b"", b";a=b"]),
+    trailer=st.booleans(),
+).map(lambda s: s if s.framing != "none" else Sent(s.method, s.target, s.headers, b"", "none", (), b"", False))
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(st.lists(large_requests, min_size=1, max_size=5), st.lists(st.integers(0, 2_000_000), max_size=6))
+def test_reads_longer_than_a_slice_give_the_requests_sent(sent: list[Sent], cuts: list[int]) -> None:
+    """Reads of up to megabytes are fed to llhttp in slices, a Content-Length body whole and a
+    slice between requests ending at the next head: the same requests and bodies as any split."""
+    data = b"".join(request.encode() for request in sent)
+    whole = normalise(feed([data]))
+    assert normalise(feed(split(data, cuts))) == whole
+    assert [item for item in whole if isinstance(item, bytes)] == [request.body for request in sent]
