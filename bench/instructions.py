@@ -4,6 +4,7 @@ callgrind.
 
     python bench/instructions.py --setting metrics_port=0    # what a setting costs
     python bench/instructions.py --revision HEAD             # the tree beside a revision
+    python bench/instructions.py --body 65536                # an upload, answered unread
 
 Requests per second move with whatever else the host runs; the instructions a request costs
 do not, so this is how a change of a few percent is measured on a shared machine. Each count
@@ -40,6 +41,14 @@ from compare import build_in_place, variable, worktree
 REQUEST = b"GET / HTTP/1.1\r\nHost: bench\r\n\r\n"
 
 
+def request(body: int | None) -> bytes:
+    """``GET /``; or, given a body size, the POST of the ``http-upload-unread`` scenario."""
+    if body is None:
+        return REQUEST
+    return (b"POST / HTTP/1.1\r\nHost: bench\r\nContent-Type: application/octet-stream\r\n"
+            b"Content-Length: %d\r\n\r\n" % body + b"x" * body)
+
+
 class CountingTransport:
     """What ``HTTPProtocol`` needs of a transport, keeping only the number of writes."""
 
@@ -74,7 +83,7 @@ async def plaintext(scope: Any, receive: Any, send: Any) -> None:
     await send({"type": "http.response.body", "body": b"Hello, world!"})
 
 
-async def drive(requests: int, settings: dict[str, Any]) -> None:
+async def drive(requests: int, settings: dict[str, Any], body: int | None) -> None:
     """The measured program: ``requests`` requests through one connection's protocol."""
     from asgisock.config import Config
     from asgisock.transport.http import HTTPProtocol
@@ -87,8 +96,9 @@ async def drive(requests: int, settings: dict[str, Any]) -> None:
     protocol.connection_made(transport)  # type: ignore[arg-type]
     gc.collect()
     gc.freeze()  # the collector's passes over long-lived objects would vary with the tree
+    data = request(body)
     for _ in range(requests):
-        protocol.data_received(REQUEST)
+        protocol.data_received(data)
         await asyncio.sleep(0)
     if transport.writes < requests:
         raise SystemExit(f"instructions: {transport.writes} writes for {requests} requests")
@@ -98,10 +108,10 @@ def ensure_valgrind() -> str:
     return env.ensure_tool("valgrind")
 
 
-def count(source: Path, settings: dict[str, Any], requests: int, out: Path) -> int:
+def count(source: Path, settings: dict[str, Any], requests: int, body: int | None, out: Path) -> int:
     """Instructions of one program run that served ``requests`` requests."""
     command = [ensure_valgrind(), "--tool=callgrind", f"--callgrind-out-file={out}",
-               str(env.VENV_PYTHON), __file__, "--drive", str(requests), json.dumps(settings)]
+               str(env.VENV_PYTHON), __file__, "--drive", str(requests), json.dumps(settings), json.dumps(body)]
     environment = {**os.environ, "PYTHONPATH": str(source), "PYTHONHASHSEED": "0"}
     done = subprocess.run(command, env=environment, capture_output=True, text=True, check=False)
     if done.returncode != 0:
@@ -112,9 +122,9 @@ def count(source: Path, settings: dict[str, Any], requests: int, out: Path) -> i
     return int(totals.group(1))
 
 
-def per_request(source: Path, settings: dict[str, Any], requests: int, scratch: Path) -> float:
-    few = count(source, settings, requests, scratch / "few.out")
-    many = count(source, settings, 3 * requests, scratch / "many.out")
+def per_request(source: Path, settings: dict[str, Any], requests: int, body: int | None, scratch: Path) -> float:
+    few = count(source, settings, requests, body, scratch / "few.out")
+    many = count(source, settings, 3 * requests, body, scratch / "many.out")
     return (many - few) / (2 * requests)
 
 
@@ -133,7 +143,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         help="also measure with this Config keyword set (repeatable; all together)")
     parser.add_argument("--revision", help="also measure this git revision, the same way")
     parser.add_argument("--requests", type=int, default=1000, help="N (default 1000)")
-    parser.add_argument("--drive", nargs=2, metavar=("REQUESTS", "SETTINGS"), help=argparse.SUPPRESS)
+    parser.add_argument("--body", type=int, metavar="SIZE",
+                        help="POST a SIZE-byte body, which the app answers without reading (default: GET)")
+    parser.add_argument("--drive", nargs=3, metavar=("REQUESTS", "SETTINGS", "BODY"), help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
 
@@ -142,7 +154,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.drive is not None:
         import uvloop
 
-        uvloop.run(drive(int(args.drive[0]), json.loads(args.drive[1])))
+        uvloop.run(drive(int(args.drive[0]), json.loads(args.drive[1]), json.loads(args.drive[2])))
         return 0
     if Path(sys.prefix).resolve() != env.VENV.resolve():
         python = env.ensure_venv()
@@ -159,7 +171,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         first: float | None = None
         for label, settings in variants:
             for side, source in sides:
-                figure = per_request(source, settings, args.requests, Path(scratch))
+                figure = per_request(source, settings, args.requests, args.body, Path(scratch))
                 first = figure if first is None else first
                 print(f"{side:<10} {label:<24} {figure:>9,.0f} instructions per request "
                       f"({figure / first:.3f}x the first)", flush=True)
