@@ -122,7 +122,7 @@ class HTTPProtocol(WriteFlow, FileBodies, asyncio.Protocol):
             # The one fast path of HTTP input: a read holding one whole request, without a body
             # (the usual read on a keep-alive connection) or with it. It does what
             # _receive_events would do, in fewer steps (3% of the instructions of a request
-            # without a body, 5% with one); test_http_fast_path pins that.
+            # without a body, 4% with one); test_http_fast_path pins that.
             self._start_cycle(events[0], True, events[1] if count == 3 else None)  # type: ignore[arg-type]
         else:
             self._receive_events(events)
