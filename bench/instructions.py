@@ -5,13 +5,16 @@ callgrind.
     python bench/instructions.py --setting metrics_port=0    # what a setting costs
     python bench/instructions.py --revision HEAD             # the tree beside a revision
     python bench/instructions.py --body 65536                # an upload, answered unread
+    python bench/instructions.py --close                     # a connection per request
 
 Requests per second move with whatever else the host runs; the instructions a request costs
 do not, so this is how a change of a few percent is measured on a shared machine. Each count
 runs ``python`` (the bench venv's, as in ``compare.py``) under ``valgrind --tool=callgrind``:
 an ``HTTPProtocol`` built from a ``Config`` as the server builds it, on uvloop, is fed N and then
 3N requests (``GET /``, answered with 13 bytes and a Content-Length) through a transport that
-only counts its writes, one request per turn of the event loop. What the two runs have in
+only counts its writes, one request per turn of the event loop (with ``--close``, each request
+on a connection of its own that asks to be closed after it, made and lost as the event loop
+makes and loses it). What the two runs have in
 common cancels out of ``(I(3N) - I(N)) / 2N``, and with no sockets, timers or other
 connections the figure repeats to within a few instructions. A real server adds the
 socket calls and its periodic work; ``compare.py`` measures that, when the host allows.
@@ -41,10 +44,13 @@ from compare import build_in_place, variable, worktree
 REQUEST = b"GET / HTTP/1.1\r\nHost: bench\r\n\r\n"
 
 
-def request(body: int | None) -> bytes:
+CLOSE_REQUEST = b"GET / HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n"
+
+
+def request(body: int | None, close: bool = False) -> bytes:
     """``GET /``; or, given a body size, the POST of the ``http-upload-unread`` scenario."""
     if body is None:
-        return REQUEST
+        return CLOSE_REQUEST if close else REQUEST
     return (b"POST / HTTP/1.1\r\nHost: bench\r\nContent-Type: application/octet-stream\r\n"
             b"Content-Length: %d\r\n\r\n" % body + b"x" * body)
 
@@ -54,6 +60,7 @@ class CountingTransport:
 
     def __init__(self) -> None:
         self.writes = 0
+        self.closed = False
 
     def write(self, data: bytes) -> None:
         self.writes += 1
@@ -71,10 +78,10 @@ class CountingTransport:
         pass
 
     def is_closing(self) -> bool:
-        return False
+        return self.closed
 
     def close(self) -> None:
-        pass
+        self.closed = True
 
 
 async def plaintext(scope: Any, receive: Any, send: Any) -> None:
@@ -83,35 +90,50 @@ async def plaintext(scope: Any, receive: Any, send: Any) -> None:
     await send({"type": "http.response.body", "body": b"Hello, world!"})
 
 
-async def drive(requests: int, settings: dict[str, Any], body: int | None) -> None:
-    """The measured program: ``requests`` requests through one connection's protocol."""
+async def drive(requests: int, settings: dict[str, Any], body: int | None, close: bool) -> None:
+    """The measured program: ``requests`` requests through one connection's protocol, or with
+    ``close`` each through a connection of its own."""
     from asgisock.config import Config
     from asgisock.transport.http import HTTPProtocol
     from asgisock.transport.state import ServerState
 
     config = Config(plaintext, **{"access_log": False, "lifespan": "off", **settings})
     state = ServerState(config, plaintext, asyncio.get_running_loop())
-    protocol = HTTPProtocol(state)
-    transport = CountingTransport()
-    protocol.connection_made(transport)  # type: ignore[arg-type]
     gc.collect()
     gc.freeze()  # the collector's passes over long-lived objects would vary with the tree
-    data = request(body)
-    for _ in range(requests):
-        protocol.data_received(data)
-        await asyncio.sleep(0)
-    if transport.writes < requests:
-        raise SystemExit(f"instructions: {transport.writes} writes for {requests} requests")
+    data = request(body, close)
+    if close:
+        writes = 0
+        for _ in range(requests):
+            protocol = HTTPProtocol(state, local=("127.0.0.1", 8000))  # a listener on one address gives it
+            transport = CountingTransport()
+            protocol.connection_made(transport)  # type: ignore[arg-type]
+            protocol.data_received(data)
+            await asyncio.sleep(0)
+            if not transport.closed:
+                raise SystemExit("instructions: the server kept a connection that asked to be closed")
+            protocol.connection_lost(None)
+            writes += transport.writes
+    else:
+        protocol = HTTPProtocol(state)
+        transport = CountingTransport()
+        protocol.connection_made(transport)  # type: ignore[arg-type]
+        for _ in range(requests):
+            protocol.data_received(data)
+            await asyncio.sleep(0)
+        writes = transport.writes
+    if writes < requests:
+        raise SystemExit(f"instructions: {writes} writes for {requests} requests")
 
 
 def ensure_valgrind() -> str:
     return env.ensure_tool("valgrind")
 
 
-def count(source: Path, settings: dict[str, Any], requests: int, body: int | None, out: Path) -> int:
+def count(source: Path, settings: dict[str, Any], requests: int, load: dict[str, Any], out: Path) -> int:
     """Instructions of one program run that served ``requests`` requests."""
     command = [ensure_valgrind(), "--tool=callgrind", f"--callgrind-out-file={out}",
-               str(env.VENV_PYTHON), __file__, "--drive", str(requests), json.dumps(settings), json.dumps(body)]
+               str(env.VENV_PYTHON), __file__, "--drive", str(requests), json.dumps(settings), json.dumps(load)]
     environment = {**os.environ, "PYTHONPATH": str(source), "PYTHONHASHSEED": "0"}
     done = subprocess.run(command, env=environment, capture_output=True, text=True, check=False)
     if done.returncode != 0:
@@ -122,9 +144,10 @@ def count(source: Path, settings: dict[str, Any], requests: int, body: int | Non
     return int(totals.group(1))
 
 
-def per_request(source: Path, settings: dict[str, Any], requests: int, body: int | None, scratch: Path) -> float:
-    few = count(source, settings, requests, body, scratch / "few.out")
-    many = count(source, settings, 3 * requests, body, scratch / "many.out")
+def per_request(source: Path, settings: dict[str, Any], requests: int, load: dict[str, Any], scratch: Path) -> float:
+    """``load``: ``drive``'s ``body`` and ``close``."""
+    few = count(source, settings, requests, load, scratch / "few.out")
+    many = count(source, settings, 3 * requests, load, scratch / "many.out")
     return (many - few) / (2 * requests)
 
 
@@ -145,7 +168,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--requests", type=int, default=1000, help="N (default 1000)")
     parser.add_argument("--body", type=int, metavar="SIZE",
                         help="POST a SIZE-byte body, which the app answers without reading (default: GET)")
-    parser.add_argument("--drive", nargs=3, metavar=("REQUESTS", "SETTINGS", "BODY"), help=argparse.SUPPRESS)
+    parser.add_argument("--close", action="store_true",
+                        help="each request on a new connection, closed after it (default: keep-alive)")
+    parser.add_argument("--drive", nargs=3, metavar=("REQUESTS", "SETTINGS", "LOAD"), help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
 
@@ -154,7 +179,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.drive is not None:
         import uvloop
 
-        uvloop.run(drive(int(args.drive[0]), json.loads(args.drive[1]), json.loads(args.drive[2])))
+        uvloop.run(drive(int(args.drive[0]), json.loads(args.drive[1]), **json.loads(args.drive[2])))
         return 0
     if Path(sys.prefix).resolve() != env.VENV.resolve():
         python = env.ensure_venv()
@@ -171,7 +196,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         first: float | None = None
         for label, settings in variants:
             for side, source in sides:
-                figure = per_request(source, settings, args.requests, args.body, Path(scratch))
+                figure = per_request(source, settings, args.requests, {"body": args.body, "close": args.close},
+                                     Path(scratch))
                 first = figure if first is None else first
                 print(f"{side:<10} {label:<24} {figure:>9,.0f} instructions per request "
                       f"({figure / first:.3f}x the first)", flush=True)

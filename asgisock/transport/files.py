@@ -41,6 +41,8 @@ class FileBodies:
     halves of its reading state, ``_hold_reading()`` and ``_update_reading()``.
     """
 
+    __slots__ = ()  # the protocol that mixes this in has the slots
+
     loop: asyncio.AbstractEventLoop
     transport: asyncio.Transport
     tls: dict[str, Any] | None

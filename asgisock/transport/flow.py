@@ -16,6 +16,8 @@ class WriteFlow:
     ``write_paused = False`` and ``drain_waiters = []`` itself.
     """
 
+    __slots__ = ("drain_waiters", "write_paused")  # the protocol has the rest
+
     loop: asyncio.AbstractEventLoop
     closed: bool
     write_paused: bool

@@ -49,6 +49,15 @@ class HTTPProtocol(WriteFlow, FileBodies, asyncio.Protocol):
     kind: Final = "http"
     """What the metrics count this connection as (``ServerState.metrics_snapshot``)."""
 
+    # Slots: no instance dict for each connection's 30 attributes (2.4% fewer instructions per
+    # keep-alive request, 4.5% per connection that carries one request: bench/instructions.py).
+    __slots__ = (
+        "access_log", "app", "body_clock", "body_cycle", "client", "closed", "closing", "conn", "cycle",
+        "held", "idle_since", "idle_timer", "limit_concurrency", "loop", "origin", "pending",
+        "read_paused", "reset_contextvars", "root_path", "scheme", "server", "state", "tasks",
+        "timeout_keep_alive", "tls", "transport", "trusted", "writer",
+    )
+
     def __init__(self, state: ServerState, origin: ProxyHeader | None = None, *,
                  local: tuple[str, int | None] | None = None) -> None:
         self.state = state
@@ -108,7 +117,8 @@ class HTTPProtocol(WriteFlow, FileBodies, asyncio.Protocol):
         self.state.connections.add(self)
         if state.draining:  # accepted just before the server stopped listening
             self.closing = True
-        self._became_idle()
+        self.idle_since = now = self.loop.time()
+        state.arrivals.add(self, now)  # the connection's own timer waits for its first response
         if error_logger.isEnabledFor(TRACE):
             error_logger.log(TRACE, "%s - HTTP connection made", self.client)
 
@@ -146,10 +156,12 @@ class HTTPProtocol(WriteFlow, FileBodies, asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self.held = None
-        self.state.connections.discard(self)
+        state = self.state
+        state.connections.discard(self)
+        state.arrivals.discard(self)
         current = self.cycle
-        if current is not None and self.state.metrics is not None:  # the request ends with its connection
-            self.state.metrics.response(current.scope["method"], current.status, current.start_time)
+        if current is not None and state.metrics is not None:  # the request ends with its connection
+            state.metrics.response(current.scope["method"], current.status, current.start_time)
         for cycle in (self.cycle, self.body_cycle):
             if cycle is not None:
                 cycle.disconnect()
@@ -451,8 +463,13 @@ class HTTPProtocol(WriteFlow, FileBodies, asyncio.Protocol):
         if self.idle_timer is None:
             self.idle_timer = self.loop.call_at(self.idle_since + self.timeout_keep_alive, self._idle_check)
 
+    def arrival_due(self) -> None:
+        if self.idle_timer is None:  # else the connection's own timer has taken over
+            self._idle_check()
+
     def _idle_check(self) -> None:
-        """One timer per connection, re-armed rather than recreated for every request."""
+        """One timer per connection, re-armed rather than recreated for every request (and
+        before the first response, :class:`Arrivals` in its place)."""
         self.idle_timer = None
         if self.closed:
             return
@@ -508,6 +525,7 @@ class HTTPProtocol(WriteFlow, FileBodies, asyncio.Protocol):
         if self.held is not None:
             self._flush()
         self.state.connections.discard(self)
+        self.state.arrivals.discard(self)
         self.cycle = self.body_cycle = None
         self.pending.clear()
         if self.idle_timer is not None:

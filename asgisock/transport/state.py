@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 from asgisock.config import Config
 from asgisock.http11.events import Request
@@ -32,6 +32,54 @@ class Upgrade(NamedTuple):
     """The ASGI ``tls`` extension of a TLS connection."""
 
 
+class Arriving(Protocol):
+    """A connection on :class:`Arrivals`."""
+
+    def arrival_due(self) -> None:
+        """Its first deadline has come: check it as its own timer would."""
+
+
+class Arrivals:
+    """The first deadline of the new connections, all on one timer.
+
+    A new connection has the keep-alive timeout to send its first request head, as between two
+    requests. A timer of its own would cost each connection some 15,000 instructions (a tenth
+    of one that carries a request and closes, ``bench/instructions.py --close``: uvloop's
+    timer is a libuv handle, allocated, started and closed), when most of them have sent
+    their head before it could fire. With one timeout for all, connections fall due in the
+    order they arrive: an insertion-ordered ``dict`` is the queue, its first entry the next
+    deadline, and a connection leaves it when it is lost, or hands over to another protocol.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, timeout: float) -> None:
+        self.loop = loop
+        self.timeout = timeout
+        self.waiting: dict[Arriving, float] = {}
+        """Each connection and when it arrived, oldest first."""
+        self.timer: asyncio.TimerHandle | None = None
+
+    def add(self, connection: Arriving, now: float) -> None:
+        self.waiting[connection] = now
+        if self.timer is None:
+            self.timer = self.loop.call_at(now + self.timeout, self._due)
+
+    def discard(self, connection: Arriving) -> None:
+        self.waiting.pop(connection, None)
+
+    def _due(self) -> None:
+        self.timer = None
+        waiting = self.waiting
+        now = self.loop.time()
+        while waiting:
+            connection, arrived = next(iter(waiting.items()))
+            due = arrived + self.timeout
+            if due > now:
+                self.timer = self.loop.call_at(due, self._due)
+                return
+            del waiting[connection]
+            connection.arrival_due()
+
+
 class ServerState:
     """Live connections and tasks (for limits and shutdown), the app and its lifespan state."""
 
@@ -41,6 +89,7 @@ class ServerState:
         self.loop = loop
         self.connections: set[Any] = set()
         """Protocol instances with a live transport; each has ``shutdown()``."""
+        self.arrivals = Arrivals(loop, config.timeout_keep_alive)
         self.tasks: set[asyncio.Task[None]] = set()
         self.requests = 0
         """Requests started (WebSocket handshakes included), for ``--limit-max-requests``."""

@@ -72,6 +72,13 @@ class WebSocketProtocol(WriteFlow, asyncio.Protocol):
     kind: Final = "websocket"
     """What the metrics count this connection as (``ServerState.metrics_snapshot``)."""
 
+    # Slots: no instance dict for each connection (idle connections are held by the thousand).
+    __slots__ = (
+        "client", "close_timer", "closed", "compressing", "config", "conn", "handshake",
+        "loop", "metrics", "pending_input", "ping_interval", "ping_timeout", "ping_timer", "pong_timer",
+        "read_paused", "request", "session", "shutdown_close", "shutting_down", "state", "transport",
+    )
+
     def __init__(self, state: ServerState, request: Request, handshake: Handshake) -> None:
         self.state = state
         self.config = config = state.config

@@ -113,14 +113,18 @@ async def drive(reads: list[bytes], settles: list[bool], through_data_received: 
     state = ServerState(Config(app=app, date_header=False, access_log=False), app, loop)
     server_end, client_end = socket.socketpair()
     client_end.setblocking(False)
-    transport, protocol = await loop.connect_accepted_socket(lambda: HTTPProtocol(state), server_end)
-    general = protocol._receive_events
 
-    def count_general(events: list[Any]) -> None:
-        run.fast -= 1
-        general(events)
+    class Counted(HTTPProtocol):
+        """Counts the reads that ``data_received`` hands to the general path."""
 
-    protocol._receive_events = count_general  # type: ignore[method-assign]
+        def _receive_events(self, events: list[Any]) -> None:
+            run.fast -= 1
+            super()._receive_events(events)
+
+    transport, protocol = await loop.connect_accepted_socket(lambda: Counted(state), server_end)
+
+    def general(events: list[Any]) -> None:
+        HTTPProtocol._receive_events(protocol, events)
 
     async def settle() -> None:
         """Let the loop turn until ten turns in a row change nothing the test can see (an app
