@@ -317,6 +317,9 @@ def setup_section(data: dict[str, Any]) -> list[str]:
             "python", "uvicorn", "granian", "hypercorn", "uvloop", "httptools", "websockets",
             "wsproto", "trustme", "openssl", "wrk") if k in v) + ".",
         f"- Command: `{' '.join(meta['argv'])}`",
+        *(f"- {', '.join(part['scenarios'])} from a second command at {part['started']} "
+          f"(the first was stopped before them): `{' '.join(part['argv'])}`"
+          for part in meta.get("continued", ())),
         "",
         "Servers (`APP` is the scenario's app from `bench/apps.py`, `PORT` a free port):",
         "",
