@@ -13,6 +13,7 @@ loop, so every rule is tested with plain bytes.
 from __future__ import annotations
 
 import enum
+import functools
 from typing import Final, NoReturn
 
 import httptools
@@ -144,6 +145,17 @@ _NO_VERSION: Final = RequestError(400, "Request line without an HTTP/1.x version
 request-line, and "a recipient SHOULD respond with a 400 (Bad Request)". llhttp reports such a
 line as version 0.9, as it does ``HTTP/0.9`` spelt out, so a major version 0 is answered the
 same way: either is a client that does not speak HTTP/1.x."""
+
+
+KNOWN_HOST_SIZE: Final = 255
+"""Host values up to this size are remembered once checked (a DNS name is at most 253 bytes)."""
+
+
+@functools.lru_cache(maxsize=64)
+def _known_host(host: bytes) -> bool:
+    """Whether a ``Host`` value is valid, remembered: most connections repeat the same few, and a
+    new connection per request would otherwise run the pattern on every one."""
+    return HOST_RE.fullmatch(host) is not None
 
 
 def _new_parser(protocol: object) -> httptools.HttpRequestParser:
@@ -517,7 +529,7 @@ class HTTP11Connection:
             if version == "1.1":
                 self._reject(400, "Missing Host header")
         elif host != self._valid_host:  # a keep-alive connection repeats its Host: check it once
-            if HOST_RE.fullmatch(host) is None:
+            if not (_known_host(host) if len(host) <= KNOWN_HOST_SIZE else HOST_RE.fullmatch(host) is not None):
                 self._reject(400, "Invalid Host header")
             self._valid_host = host
         if self._authority is not None:

@@ -3,9 +3,17 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from asgisock.http11.connection import MAX_HEADER_COUNT, HTTP11Connection, ParserState
+from asgisock.http11.connection import (
+    KNOWN_HOST_SIZE,
+    MAX_HEADER_COUNT,
+    HTTP11Connection,
+    ParserState,
+)
 from asgisock.http11.events import END_OF_MESSAGE, Event, Request, RequestError
+from asgisock.http11.headers import HOST_RE
 from tests.corpus.http_cases import CASES, LIMIT, Case
 from tests.corpus.sansio import check, feed
 
@@ -200,6 +208,23 @@ def test_host_checked_on_every_request_of_a_connection() -> None:
     conn = HTTP11Connection()
     conn.receive_data(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n" * 2 + b"GET / HTTP/1.1\r\nHost: x y\r\n\r\n")
     assert conn.events_received()[-1] == RequestError(400, "Invalid Host header")
+
+
+HOST_PARTS = st.sampled_from([b"a", b"Z", b"0", b"-", b".", b"~", b"%41", b"%z", b":", b"80", b"[", b"]", b"::1",
+                              b" ", b"/", b"@", b","])
+
+
+@given(st.lists(st.lists(HOST_PARTS, max_size=12).map(b"".join)
+                | st.integers(KNOWN_HOST_SIZE - 2, KNOWN_HOST_SIZE + 2).map(lambda n: b"a" * n)
+                | st.integers(KNOWN_HOST_SIZE - 2, KNOWN_HOST_SIZE + 2).map(lambda n: b"a" * (n - 2) + b" a"),
+                min_size=1, max_size=8))
+def test_host_verdict_is_the_patterns_on_every_new_connection(hosts: list[bytes]) -> None:
+    # Checked values are remembered across connections: a remembered verdict, valid or not,
+    # must be the one the pattern gives, each time the value comes again.
+    for host in hosts + hosts:
+        evs = events(b"GET / HTTP/1.1\r\nHost: " + host + b"\r\n\r\n")
+        rejected = evs[-1] == RequestError(400, "Invalid Host header")
+        assert rejected is (HOST_RE.fullmatch(host.strip(b" ")) is None), host  # around it: OWS
 
 
 def test_target_of_the_limit_size() -> None:
