@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Final, NoReturn, Protocol
 
 from asgisock.exceptions import BrokenFraming, ClientDisconnected, InvalidResponse
@@ -46,7 +46,8 @@ class ResponseWire(Protocol):
         """:meth:`start` with ``size`` bytes of a file as the first body part: the bytes to write
         before the file, whether to send the file at all, the bytes to write after it."""
     def file_body(self, size: int, more: bool) -> tuple[bytes, bool, bytes]:
-        """:meth:`body` with ``size`` bytes of a file, framed as :meth:`file_start` says."""
+        """:meth:`body` with a part of ``size`` bytes that the caller writes itself (a file's,
+        or a large part written uncopied), framed as :meth:`file_start` says."""
     def early_hint(self, links: Any) -> bytes:
         """An interim response with the links, or nothing where none can be sent; InvalidResponse."""
     def trailers(self, headers: Any, more: bool) -> bytes:
@@ -66,6 +67,8 @@ class CycleOwner(Protocol):
     write_paused: bool
 
     def write(self, data: bytes) -> None: ...
+    def writelines(self, parts: Sequence[bytes]) -> None:
+        """Write the parts in order, without joining them where the transport need not."""
     async def drain(self) -> None: ...
     def open_file(self, path: Any) -> tuple[int, int]:
         """Open the regular file at the absolute ``path``: its descriptor and size; OSError or
@@ -120,6 +123,9 @@ class RequestState(enum.Enum):
 # Module-level names for the members: on Python 3.11 ``ResponseState.X`` is a descriptor lookup,
 # several of which each response would otherwise pay for.
 NOT_STARTED: Final = ResponseState.NOT_STARTED
+SEPARATE_BODY: Final = 16384
+"""Later body parts from this size go out after their framing rather than copied into one
+string with it (as WebSocket payloads do, :data:`asgisock.ws.connection.SEPARATE_PAYLOAD`)."""
 STARTED: Final = ResponseState.STARTED
 STREAMING: Final = ResponseState.STREAMING
 STARTED_WITH_TRAILERS: Final = ResponseState.STARTED_WITH_TRAILERS
@@ -318,8 +324,10 @@ class HTTPCycle:
             try:
                 if state is STARTED:
                     data = self.wire.start(self.status, self.response_headers, body, more)
-                else:
+                elif len(body) < SEPARATE_BODY:
                     data = self.wire.body(body, more)
+                else:
+                    data = self._body_uncopied(body, more)
             except InvalidResponse as exc:
                 raise RuntimeError(f"invalid http.response.start: {exc}") from None
             except BrokenFraming as exc:
@@ -351,6 +359,17 @@ class HTTPCycle:
             return
         if self.owner.write_paused:
             await self.owner.drain()
+
+    def _body_uncopied(self, body: bytes, more: bool) -> bytes:
+        """A large later body part: written after its framing (a chunk-size line) without being
+        copied into one string with it; what is left to write."""
+        before, send, after = self.wire.file_body(len(body), more)
+        if not send:
+            return before + after
+        if not before:
+            return body + after if after else body
+        self.owner.writelines((before, body, after))
+        return b""
 
     # -- send(): the extensions, and bodies followed by trailers ---------------------------
     async def _send_other(self, kind: Any, message: Message) -> None:

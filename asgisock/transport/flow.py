@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 
 from asgisock.exceptions import ClientDisconnected
 
@@ -19,6 +20,7 @@ class WriteFlow:
     __slots__ = ("drain_waiters", "write_paused")  # the protocol has the rest
 
     loop: asyncio.AbstractEventLoop
+    transport: asyncio.Transport
     closed: bool
     write_paused: bool
     drain_waiters: list[asyncio.Future[None]]
@@ -41,6 +43,17 @@ class WriteFlow:
         await waiter
         if self.closed:
             raise ClientDisconnected("the client disconnected")
+
+    def write_uncopied(self, parts: Sequence[bytes]) -> None:
+        """Write ``parts``, a large payload among them, in order: as a list where the transport
+        sends one in a single system call (uvloop's ``writelines``), so that the payload is not
+        copied. asyncio's own ``writelines`` (``sendmsg`` since Python 3.12) can spin on a
+        socket whose buffer stays full (a slow client): one joined write there."""
+        transport = self.transport
+        if type(transport).__module__.startswith("uvloop"):
+            transport.writelines(parts)
+        else:
+            transport.write(b"".join(parts))
 
     def _wake_drain_waiters(self) -> None:
         """Wake every waiting ``send()``: on resume_writing, or on connection_lost (they raise)."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 from collections import deque
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Final, cast
 
 from asgisock.asgi.http_cycle import HTTPCycle
@@ -383,6 +384,15 @@ class HTTPProtocol(WriteFlow, FileBodies, asyncio.Protocol):
         held.size += len(data)
         if held.size >= HOLD_LIMIT:
             self._flush()
+
+    def writelines(self, parts: Sequence[bytes]) -> None:
+        if self.closed:
+            return
+        if self.held is None:
+            self.write_uncopied(parts)
+            return
+        for data in parts:  # held back: joined with the responses around it
+            self.write(data)
 
     async def send_file(self, fd: int, offset: int, count: int) -> None:
         if self.held is not None:

@@ -271,12 +271,8 @@ class WebSocketProtocol(WriteFlow, asyncio.Protocol):
                 metrics.ws_bytes_out += sum(map(len, chunks))
             if len(chunks) == 1:
                 self.transport.write(chunks[0])
-            elif type(self.transport).__module__.startswith("uvloop"):
-                self.transport.writelines(chunks)  # a large payload after its header, not copied
             else:
-                # asyncio's own writelines (sendmsg since Python 3.12) can spin on a socket
-                # whose buffer stays full (a slow client): one joined write there.
-                self.transport.write(b"".join(chunks))
+                self.write_uncopied(chunks)  # a large payload after its header
         return None
 
     async def _send_compressed_off_loop(self, conn: WebSocketConnection, data: str | bytes) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -101,6 +102,9 @@ class FakeOwner:
 
     def write(self, data: bytes) -> None:
         self.written += data
+
+    def writelines(self, parts: Sequence[bytes]) -> None:
+        self.written += b"".join(parts)
 
     async def drain(self) -> None:
         pass

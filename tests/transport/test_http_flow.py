@@ -34,6 +34,8 @@ class Step:
     """0: nothing; 1: a few loop iterations; 2: a short sleep (other work on the loop)."""
     pieces: int
     """The response body goes out in this many ``http.response.body`` messages."""
+    chunked: bool
+    """Without a Content-Length: chunked, its large pieces written after their chunk-size lines."""
 
 
 class PlannedApp:
@@ -63,8 +65,8 @@ class PlannedApp:
                     break
             body = b"".join(chunks)
         answer = seq + b":" + body
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [(b"content-length", str(len(answer)).encode())]})
+        length = [] if step.chunked else [(b"content-length", str(len(answer)).encode())]
+        await send({"type": "http.response.start", "status": 200, "headers": length})
         size = -(-len(answer) // step.pieces)
         pieces = [answer[i : i + size] for i in range(0, len(answer), size)]
         for index, piece in enumerate(pieces):
@@ -117,7 +119,7 @@ class HTTPFlow(RuleBasedStateMachine):
         self.owed_at: list[int] = []
 
     @initialize(
-        plan=st.lists(st.builds(Step, st.booleans(), st.sampled_from([0, 0, 1, 2]), st.integers(1, 3)),
+        plan=st.lists(st.builds(Step, st.booleans(), st.sampled_from([0, 0, 1, 2]), st.integers(1, 3), st.booleans()),
                       min_size=1, max_size=5),
         write_buffer=st.sampled_from([None, 1, 4096]),
         receive_buffer=st.sampled_from([None, 4096]),

@@ -18,12 +18,12 @@ from asgisock.types import Receive, Send
 from tests.apps import respond
 from tests.support import read_response, serve, timeout
 
-KINDS = ("plain", "streamed", "large", "file", "after-a-turn", "fails", "no-body")
+KINDS = ("plain", "streamed", "large", "large-streamed", "file", "after-a-turn", "fails", "no-body")
 LARGE = HOLD_LIMIT + 1000  # more than is held at once
 
 
 def body_of(kind: str, index: int) -> bytes:
-    if kind == "large":
+    if kind in ("large", "large-streamed"):
         return bytes([65 + index % 26]) * LARGE
     if kind == "fails":
         return b"Internal Server Error\n"
@@ -38,9 +38,9 @@ def app_for(file_dir: Path) -> Any:
             await asyncio.sleep(0)
         if kind == "fails":
             raise RuntimeError("a failing app, on purpose")
-        if kind == "streamed":
+        if kind in ("streamed", "large-streamed"):  # chunked; large parts apart from their framing
             await send({"type": "http.response.start", "status": 200, "headers": []})
-            for part in (body[:3], body[3:], b""):
+            for part in (body[:3], body[3:-3], body[-3:], b""):
                 await send({"type": "http.response.body", "body": part, "more_body": part != b""})
             return
         if kind == "file":
