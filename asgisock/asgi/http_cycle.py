@@ -66,6 +66,9 @@ class CycleOwner(Protocol):
 
     write_paused: bool
 
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop: ...
+
     def write(self, data: bytes) -> None: ...
     def writelines(self, parts: Sequence[bytes]) -> None:
         """Write the parts in order, without joining them where the transport need not."""
@@ -287,7 +290,7 @@ class HTTPCycle:
                 if data:
                     self.owner.write(data)
             if self.waiter is None:
-                self.waiter = asyncio.get_running_loop().create_future()
+                self.waiter = self.owner.loop.create_future()  # not get_running_loop(): getpid() on 3.11
             await asyncio.shield(self.waiter)
 
     def _request_message(self) -> Message:

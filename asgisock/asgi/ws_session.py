@@ -45,6 +45,9 @@ class SessionOwner(Protocol):
 
     write_paused: bool
 
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop: ...
+
     def accept(self, head: bytes, deflate: PerMessageDeflate | None) -> None:
         """Write the 101 ``head`` and start the WebSocket connection, compressed with
         ``deflate`` if an extension was negotiated."""
@@ -151,7 +154,8 @@ class WebSocketSession:
             return self._deliver_disconnect()
         if self.waiter is not None:
             raise RuntimeError("receive() called concurrently on one WebSocket")
-        waiter: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
+        # The owner's loop: asyncio.get_running_loop() makes a getpid() system call on 3.11.
+        waiter: asyncio.Future[Message] = self.owner.loop.create_future()
         self.waiter = waiter
         try:
             return await waiter

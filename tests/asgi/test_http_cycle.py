@@ -89,6 +89,10 @@ class FakeWire:
 
 
 class FakeOwner:
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        return asyncio.get_running_loop()
+
     def __init__(self) -> None:
         self.write_paused = False
         self.written = b""

@@ -27,6 +27,10 @@ ACCEPT_KEY = b"s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
 class FakeOwner:
     """A connection that records the session's calls instead of writing to a socket."""
 
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        return asyncio.get_running_loop()
+
     def __init__(self) -> None:
         self.write_paused = False
         self.calls: list[tuple[Any, ...]] = []
