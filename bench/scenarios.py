@@ -59,7 +59,7 @@ class Scenario:
     higher_is_better: bool = True
     memory: bool = False  # measured once per server, not over rounds
     tls: bool = False  # served over TLS with the run's certificate
-    access_log: bool = False  # the server's access log on, to a pipe (servers.py)
+    access_log: str | None = None  # the server's access log on, to a "pipe" or a "file" (servers.py)
 
 
 # ------------------------------------------------------------------------------ wrk
@@ -307,7 +307,9 @@ SCENARIOS: Final = (
     Scenario("http-plaintext", "HTTP plaintext, keep-alive", "plaintext", "requests/s",
              http_plaintext),
     Scenario("http-plaintext-log", "HTTP plaintext, keep-alive, access log on", "plaintext",
-             "requests/s", http_plaintext, access_log=True),
+             "requests/s", http_plaintext, access_log="pipe"),
+    Scenario("http-plaintext-logfile", "HTTP plaintext, keep-alive, access log on, to a file", "plaintext",
+             "requests/s", http_plaintext, access_log="file"),
     Scenario("https-plaintext", "HTTPS plaintext, keep-alive", "plaintext", "requests/s",
              http_plaintext, tls=True),
     Scenario("http-pipelined", "HTTP pipelining, depth 16", "plaintext", "requests/s",

@@ -9,7 +9,8 @@ nothing else about TLS, so each runs with its own defaults for versions and ciph
 
 The access-log scenarios turn each server's access log on in its default format, at its
 default INFO level, written to standard output: a pipe, drained into the server's log file
-by a ``cat`` on the generator's CPU (as a process manager or a container runtime reads it).
+by a ``cat`` on the generator's CPU (as a process manager or a container runtime reads it),
+or the log file itself (as a shell's ``>`` or a unit's ``StandardOutput=file:`` gives it).
 """
 
 from __future__ import annotations
@@ -198,11 +199,11 @@ class RunningServer:
 
 def start(
     name: str, app: str, log_dir: Path, source: Path | None = None, tls: TLSFiles | None = None,
-    access_log: bool = False,
+    access_log: str | None = None,
 ) -> RunningServer:
     """Start ``name`` serving ``apps:<app>``; ``source`` puts another asgisock tree first,
-    ``tls`` serves it over TLS with that certificate, ``access_log`` turns its access log on
-    (written to a pipe)."""
+    ``tls`` serves it over TLS with that certificate, ``access_log`` turns its access log on,
+    written to a ``"pipe"`` or straight to its log ``"file"``."""
     port = free_port()
     log = log_dir / f"{name}.log"
     path = [str(source)] if source is not None else []
@@ -213,11 +214,11 @@ def start(
     }
     drain: subprocess.Popen[bytes] | None = None
     with log.open("ab") as log_file:
-        if access_log:
+        if access_log == "pipe":
             drain = subprocess.Popen(["taskset", "-c", CLIENT_CPU, "cat"], stdin=subprocess.PIPE,
                                      stdout=log_file, start_new_session=True)
         process = subprocess.Popen(
-            pinned(SERVER_CPU, server_argv(name, app, port, tls, access_log)),
+            pinned(SERVER_CPU, server_argv(name, app, port, tls, access_log is not None)),
             cwd=BENCH_DIR,
             env=env,
             stdout=log_file if drain is None else drain.stdin,
