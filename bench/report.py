@@ -319,8 +319,11 @@ def setup_section(data: dict[str, Any]) -> list[str]:
             "python", "uvicorn", "granian", "hypercorn", "uvloop", "httptools", "websockets",
             "wsproto", "trustme", "openssl", "wrk") if k in v) + ".",
         f"- Command: `{' '.join(meta['argv'])}`",
-        *(f"- {', '.join(part['scenarios'])} from a second command at {part['started']} "
-          f"(the first was stopped before them): `{' '.join(part['argv'])}`"
+        *(f"- {', '.join(part['scenarios'])} from a later command at {part['started']}, at commit "
+          f"{part['git']['commit']}"
+          + (" with changes to asgisock/" if asgisock_changed(git["commit"], part["git"]["commit"])
+             else " (no change to asgisock/)")
+          + f": `{' '.join(part['argv'])}`"
           for part in meta.get("continued", ())),
         "",
         "Servers (`APP` is the scenario's app from `bench/apps.py`, `PORT` a free port):",
