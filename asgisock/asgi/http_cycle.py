@@ -126,9 +126,6 @@ class RequestState(enum.Enum):
 # Module-level names for the members: on Python 3.11 ``ResponseState.X`` is a descriptor lookup,
 # several of which each response would otherwise pay for.
 NOT_STARTED: Final = ResponseState.NOT_STARTED
-SEPARATE_BODY: Final = 16384
-"""Later body parts from this size go out after their framing rather than copied into one
-string with it (as WebSocket payloads do, :data:`asgisock.ws.connection.SEPARATE_PAYLOAD`)."""
 STARTED: Final = ResponseState.STARTED
 STREAMING: Final = ResponseState.STREAMING
 STARTED_WITH_TRAILERS: Final = ResponseState.STARTED_WITH_TRAILERS
@@ -139,6 +136,10 @@ RECEIVING: Final = RequestState.RECEIVING
 RECEIVED: Final = RequestState.RECEIVED
 DELIVERED: Final = RequestState.DELIVERED
 DISCONNECTED: Final = RequestState.DISCONNECTED
+
+SEPARATE_BODY: Final = 16384
+"""Later body parts from this size go out after their framing rather than copied into one
+string with it (as WebSocket payloads do, :data:`asgisock.ws.connection.SEPARATE_PAYLOAD`)."""
 
 RESPONSE_TRANSITIONS: Final[dict[str, dict[ResponseState, ResponseState]]] = {
     "http.response.start": {NOT_STARTED: STARTED},
