@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Final
+from typing import IO, Any, Final, Literal
 
 import procstat
 from certs import TLSFiles
@@ -59,7 +59,7 @@ class Scenario:
     higher_is_better: bool = True
     memory: bool = False  # measured once per server, not over rounds
     tls: bool = False  # served over TLS with the run's certificate
-    access_log: str | None = None  # the server's access log on, to a "pipe" or a "file" (servers.py)
+    access_log: Literal["pipe", "file"] | None = None  # the server's access log on, and where to (servers.py)
 
 
 # ------------------------------------------------------------------------------ wrk

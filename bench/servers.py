@@ -24,7 +24,7 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import Final, Literal
 
 from certs import TLSFiles
 from env import BENCH_DIR, VENV
@@ -199,7 +199,7 @@ class RunningServer:
 
 def start(
     name: str, app: str, log_dir: Path, source: Path | None = None, tls: TLSFiles | None = None,
-    access_log: str | None = None,
+    access_log: Literal["pipe", "file"] | None = None,
 ) -> RunningServer:
     """Start ``name`` serving ``apps:<app>``; ``source`` puts another asgisock tree first,
     ``tls`` serves it over TLS with that certificate, ``access_log`` turns its access log on,
