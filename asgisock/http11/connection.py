@@ -151,14 +151,10 @@ KNOWN_HOST_SIZE: Final = 255
 """Host values up to this size are remembered once checked (a DNS name is at most 253 bytes)."""
 
 
-def _valid_host(host: bytes) -> bool:
-    """Whether a ``Host`` value is valid; short ones are remembered: most connections repeat the
-    same few, and a new connection per request would otherwise run the pattern on every one."""
-    return _known_host(host) if len(host) <= KNOWN_HOST_SIZE else HOST_RE.fullmatch(host) is not None
-
-
 @functools.lru_cache(maxsize=64)
 def _known_host(host: bytes) -> bool:
+    """Whether a ``Host`` value is valid, remembered: most connections repeat the same few, and a
+    new connection per request would otherwise run the pattern on every one."""
     return HOST_RE.fullmatch(host) is not None
 
 
@@ -533,7 +529,7 @@ class HTTP11Connection:
             if version == "1.1":
                 self._reject(400, "Missing Host header")
         elif host != self._valid_host:  # a keep-alive connection repeats its Host: check it once
-            if not _valid_host(host):
+            if not (_known_host(host) if len(host) <= KNOWN_HOST_SIZE else HOST_RE.fullmatch(host) is not None):
                 self._reject(400, "Invalid Host header")
             self._valid_host = host
         if self._authority is not None:
